@@ -1,0 +1,37 @@
+"""Run coroutines from sync code, also when an event loop is already running.
+
+Jupyter, FastAPI handlers and LangChain's sync-in-async paths call sync APIs from inside a
+running loop; ``asyncio.run`` fails there, so we hop to a private thread with its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    result: dict[str, Any] = {}
+    ctx = contextvars.copy_context()
+
+    def runner() -> None:
+        try:
+            result["value"] = ctx.run(asyncio.run, coro)
+        except BaseException as e:  # re-raised in the caller's thread
+            result["error"] = e
+
+    t = threading.Thread(target=runner, name="rlm-run-sync", daemon=True)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]

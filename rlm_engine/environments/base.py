@@ -1,0 +1,67 @@
+"""The REPL protocol every execution environment implements.
+
+The engine only talks to this interface, so a new sandbox is one file. Host functions
+(``llm_query``, ``rlm_query``, bound tools, ...) are async callables that run in the host
+process; an environment makes them callable by name from REPL code and must keep batched
+calls concurrent (one host call carrying the whole batch).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_engine.types import ExecResult
+
+# Names the environment itself provides inside the REPL (not host functions).
+BUILTIN_NAMES = ("context", "FINAL", "FINAL_VAR", "SHOW_VARS")
+
+
+@dataclass
+class HostFunction:
+    """A function REPL code can call; it runs on the host, in the engine's event loop.
+
+    ``fn`` receives the positional and keyword arguments the code passed. Arguments and
+    results must be JSON-serializable so isolated workers can forward them over a pipe.
+    """
+
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    doc: str = ""
+
+
+class Environment(ABC):
+    """A persistent Python REPL holding ``context``.
+
+    Lifecycle: ``await start(context, functions)`` once, ``await execute(code)`` per
+    cell (state persists between cells), ``await close()`` always (also on error).
+    """
+
+    #: True when generated code runs in the host process (no isolation at all).
+    in_process: bool = False
+
+    def __init__(self, timeout: float | None = None, max_output_chars: int = 1_000_000, **_: Any):
+        self.timeout = timeout
+        self.max_output_chars = max_output_chars
+
+    @abstractmethod
+    async def start(self, context: Any, functions: dict[str, HostFunction]) -> None:
+        """Load ``context`` (once per completion) and expose ``functions`` by name."""
+
+    @abstractmethod
+    async def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        """Run one cell. ``timeout`` overrides the per-cell timeout (seconds)."""
+
+    @abstractmethod
+    async def get_variable(self, name: str) -> tuple[bool, str]:
+        """``(found, str(value))`` of a REPL variable, for ``FINAL_VAR(name)`` in text."""
+
+    @abstractmethod
+    async def list_variables(self) -> dict[str, str]:
+        """User-visible variable names mapped to their type names."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release everything (threads, processes, containers). Idempotent."""

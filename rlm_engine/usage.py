@@ -1,0 +1,152 @@
+"""Exact usage accounting across the root call, sub-calls and child RLMs at any depth.
+
+One ledger is shared by a completion and every child it spawns, so totals are exact by
+construction: each LM call is recorded once, where it happens, tagged with model, depth
+and role.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["root", "sub"]
+
+
+@dataclass
+class UsageTotals:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None  # None while no call had a known price
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+        self.calls += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": self.cost,
+        }
+
+
+@dataclass
+class UsageRecord:
+    model: str
+    depth: int
+    role: Role
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
+@dataclass
+class Usage:
+    """Usage of a completion: totals, root vs sub, and per model and per depth.
+
+    ``root`` counts the calls of the top-level root LM only; every other call (plain
+    sub-LM calls and every call made by child RLMs) counts as ``sub``.
+    """
+
+    records: list[UsageRecord] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(
+        self,
+        *,
+        model: str,
+        depth: int,
+        role: Role,
+        input_tokens: int,
+        output_tokens: int,
+        cost: float | None,
+    ) -> None:
+        with self._lock:
+            self.records.append(
+                UsageRecord(model, depth, role, input_tokens, output_tokens, cost)
+            )
+
+    def _sum(self, pred: Any = None) -> UsageTotals:
+        t = UsageTotals()
+        with self._lock:
+            recs = list(self.records)
+        for r in recs:
+            if pred is None or pred(r):
+                t.add(r.input_tokens, r.output_tokens, r.cost)
+        return t
+
+    @property
+    def total(self) -> UsageTotals:
+        return self._sum()
+
+    @property
+    def root(self) -> UsageTotals:
+        return self._sum(lambda r: r.role == "root" and r.depth == 0)
+
+    @property
+    def sub(self) -> UsageTotals:
+        return self._sum(lambda r: not (r.role == "root" and r.depth == 0))
+
+    @property
+    def calls(self) -> int:
+        return len(self.records)
+
+    @property
+    def input_tokens(self) -> int:
+        return self.total.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self.total.output_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.total.total_tokens
+
+    @property
+    def cost(self) -> float | None:
+        return self.total.cost
+
+    def by_model(self) -> dict[str, UsageTotals]:
+        out: dict[str, UsageTotals] = {}
+        for r in list(self.records):
+            out.setdefault(r.model, UsageTotals()).add(r.input_tokens, r.output_tokens, r.cost)
+        return out
+
+    def by_depth(self) -> dict[int, UsageTotals]:
+        out: dict[int, UsageTotals] = {}
+        for r in list(self.records):
+            out.setdefault(r.depth, UsageTotals()).add(r.input_tokens, r.output_tokens, r.cost)
+        return dict(sorted(out.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total.to_dict(),
+            "root": self.root.to_dict(),
+            "sub": self.sub.to_dict(),
+            "by_model": {k: v.to_dict() for k, v in self.by_model().items()},
+            "by_depth": {str(k): v.to_dict() for k, v in self.by_depth().items()},
+            "records": [
+                [r.model, r.depth, r.role, r.input_tokens, r.output_tokens, r.cost]
+                for r in list(self.records)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Usage:
+        u = cls()
+        for m, dep, role, it, ot, c in d.get("records", []):
+            u.records.append(UsageRecord(m, dep, role, it, ot, c))
+        return u
