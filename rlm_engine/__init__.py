@@ -1,0 +1,26 @@
+"""Recursive Language Models: answer queries over contexts far larger than a model window."""
+
+from rlm_engine.environments import Environment, HostFunction
+from rlm_engine.logger import RLMLogger
+from rlm_engine.rlm import RLM
+from rlm_engine.session import RLMConfig, RLMResult, RLMSession, RLMState, run
+from rlm_engine.types import CodeBlockResult, Iteration, LMResponse, SubCall
+from rlm_engine.usage import Usage, UsageTotals
+
+__all__ = [
+    "RLM",
+    "CodeBlockResult",
+    "Environment",
+    "HostFunction",
+    "Iteration",
+    "LMResponse",
+    "RLMConfig",
+    "RLMLogger",
+    "RLMResult",
+    "RLMSession",
+    "RLMState",
+    "Usage",
+    "UsageTotals",
+    "SubCall",
+    "run",
+]

@@ -39,6 +39,8 @@ class SubCall:
     latency: float = 0.0
     error: str | None = None
     replayed: bool = False
+    prompt_chars: int = 0  # full length; ``prompt`` keeps only head and tail of long prompts
+    prompt_sha: str = ""  # identifies the prompt for replay after a crash
     # For rlm_query: the child's trajectory (its iterations), so viewers can nest it.
     children: list[dict[str, Any]] = field(default_factory=list)
 

@@ -74,9 +74,7 @@ class Usage:
         cost: float | None,
     ) -> None:
         with self._lock:
-            self.records.append(
-                UsageRecord(model, depth, role, input_tokens, output_tokens, cost)
-            )
+            self.records.append(UsageRecord(model, depth, role, input_tokens, output_tokens, cost))
 
     def _sum(self, pred: Any = None) -> UsageTotals:
         t = UsageTotals()

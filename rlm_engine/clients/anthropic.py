@@ -1,0 +1,108 @@
+"""Anthropic Messages API client on the anthropic SDK (which retries 429/5xx itself)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anthropic
+
+from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.types import LMResponse, Message
+
+
+def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
+    """Anthropic takes the system prompt as a parameter and wants alternating turns."""
+    system = "\n\n".join(str(m["content"]) for m in messages if m["role"] == "system")
+    turns: list[Message] = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        if turns and turns[-1]["role"] == m["role"]:
+            turns[-1] = {"role": m["role"], "content": f"{turns[-1]['content']}\n\n{m['content']}"}
+        else:
+            turns.append({"role": m["role"], "content": m["content"]})
+    return system, turns
+
+
+class AnthropicClient(LMClient):
+    def __init__(
+        self,
+        model_name: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        max_tokens: int = 8192,
+        max_retries: int = 3,
+        timeout: float = 600.0,
+        pricing: Any = None,
+        context_chars: int | None = None,
+        **completion_kwargs: Any,
+    ) -> None:
+        common = {
+            "api_key": api_key or os.environ.get("ANTHROPIC_API_KEY") or "not-needed",
+            "base_url": base_url or os.environ.get("ANTHROPIC_BASE_URL"),
+            "max_retries": max_retries,
+            "timeout": timeout,
+        }
+        self._async = anthropic.AsyncAnthropic(**common)
+        self._sync = anthropic.Anthropic(**common)
+        self.base_url = common["base_url"]
+        self.model_name = model_name or "claude-sonnet-4-5"
+        self.max_tokens = max_tokens
+        self._pricing = pricing
+        self.completion_kwargs = completion_kwargs
+        if context_chars:
+            self.context_chars = context_chars
+
+    def _kwargs(
+        self, messages: list[Message], model: str | None, timeout: float | None
+    ) -> dict[str, Any]:
+        system, turns = split_system(messages)
+        kw: dict[str, Any] = {
+            "model": model or self.model_name,
+            "messages": turns,
+            "max_tokens": self.max_tokens,
+            **self.completion_kwargs,
+        }
+        if system:
+            kw["system"] = system
+        if timeout is not None:
+            kw["timeout"] = timeout
+        return kw
+
+    def _to_response(self, msg: Any, model: str) -> LMResponse:
+        text = "".join(getattr(b, "text", "") for b in msg.content if b.type == "text")
+        u = msg.usage
+        inp = (
+            (u.input_tokens or 0)
+            + (getattr(u, "cache_read_input_tokens", 0) or 0)
+            + (getattr(u, "cache_creation_input_tokens", 0) or 0)
+        )
+        out = u.output_tokens or 0
+        return LMResponse(
+            text=text,
+            model=msg.model or model,
+            input_tokens=inp,
+            output_tokens=out,
+            cost=compute_cost(price_for(model, self._pricing), inp, out),
+        )
+
+    async def acomplete(
+        self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
+    ) -> LMResponse:
+        kw = self._kwargs(messages, model, timeout)
+        return self._to_response(await self._async.messages.create(**kw), kw["model"])
+
+    def complete(
+        self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
+    ) -> LMResponse:
+        kw = self._kwargs(messages, model, timeout)
+        return self._to_response(self._sync.messages.create(**kw), kw["model"])
+
+    async def aclose(self) -> None:
+        await self._async.close()
+        self._sync.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"client": "anthropic", "model": self.model_name, "base_url": self.base_url}

@@ -1,0 +1,143 @@
+"""OpenAI-compatible chat client (OpenAI, vLLM, llama.cpp, OpenRouter, ...) on the openai SDK.
+
+The SDK retries timeouts, 429 and 5xx with exponential backoff (``max_retries``); we add
+one more retry for bodies that do not parse, which some local servers send under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import openai
+
+from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.types import LMResponse, Message
+
+DEFAULT_LOCAL_URL = "http://localhost:8080/v1"
+_MALFORMED_RETRIES = 2
+
+
+def resolve_base_url(base_url: str | None) -> str | None:
+    """Explicit URL, else ``RLM_API_URL``, else ``OPENAI_BASE_URL``, else OpenAI itself when a
+    key is set, else a local server on port 8080 (the seed rlm_repl's default)."""
+    if base_url:
+        return base_url
+    for var in ("RLM_API_URL", "OPENAI_BASE_URL"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return None if os.environ.get("OPENAI_API_KEY") else DEFAULT_LOCAL_URL
+
+
+class OpenAIClient(LMClient):
+    def __init__(
+        self,
+        model_name: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        max_retries: int = 3,
+        timeout: float = 600.0,
+        pricing: Any = None,
+        context_chars: int | None = None,
+        default_headers: dict[str, str] | None = None,
+        **completion_kwargs: Any,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+        common = {
+            "api_key": key,
+            "base_url": self.base_url,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "default_headers": default_headers,
+        }
+        self._async = openai.AsyncOpenAI(**common)
+        self._sync = openai.OpenAI(**common)
+        self._requested_model = model_name
+        self.model_name = model_name if model_name not in (None, "", "auto") else "auto"
+        self._pricing = pricing
+        self.completion_kwargs = completion_kwargs
+        if context_chars:
+            self.context_chars = context_chars
+        self._resolve_lock = asyncio.Lock()
+
+    async def _model(self, model: str | None) -> str:
+        if model:
+            return model
+        if self.model_name == "auto":
+            async with self._resolve_lock:
+                if self.model_name == "auto":
+                    self.model_name = await self._first_server_model()
+        return self.model_name
+
+    async def _first_server_model(self) -> str:
+        try:
+            page = await self._async.models.list()
+        except openai.OpenAIError as e:
+            raise RuntimeError(
+                f"model_name is 'auto' but listing models at {self.base_url} failed ({e}). "
+                "Pass backend_kwargs={'model_name': ...}."
+            ) from e
+        models = [m.id for m in page.data]
+        if not models:
+            raise RuntimeError(f"The server at {self.base_url} lists no models; set model_name.")
+        return models[0]
+
+    def _kwargs(self, messages: list[Message], model: str, timeout: float | None) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": model, "messages": messages, **self.completion_kwargs}
+        if timeout is not None:
+            kw["timeout"] = timeout
+        return kw
+
+    def _to_response(self, completion: Any, model: str) -> LMResponse:
+        if not getattr(completion, "choices", None):
+            raise ValueError(f"Malformed completion from {self.base_url}: no choices")
+        text = completion.choices[0].message.content or ""
+        usage = getattr(completion, "usage", None)
+        inp = getattr(usage, "prompt_tokens", 0) or 0
+        out = getattr(usage, "completion_tokens", 0) or 0
+        cost = getattr(usage, "cost", None)  # OpenRouter reports it
+        if cost is None:
+            cost = compute_cost(price_for(model, self._pricing), inp, out)
+        return LMResponse(
+            text=text,
+            model=completion.model or model,
+            input_tokens=inp,
+            output_tokens=out,
+            cost=cost,
+        )
+
+    async def acomplete(
+        self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
+    ) -> LMResponse:
+        name = await self._model(model)
+        for attempt in range(_MALFORMED_RETRIES + 1):
+            try:
+                completion = await self._async.chat.completions.create(
+                    **self._kwargs(messages, name, timeout)
+                )
+                return self._to_response(completion, name)
+            except (json.JSONDecodeError, ValueError, openai.APIResponseValidationError):
+                if attempt == _MALFORMED_RETRIES:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def complete(
+        self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
+    ) -> LMResponse:
+        name = model or (self.model_name if self.model_name != "auto" else None)
+        if name is None:
+            return super().complete(messages, model=model, timeout=timeout)
+        completion = self._sync.chat.completions.create(**self._kwargs(messages, name, timeout))
+        return self._to_response(completion, name)
+
+    async def aclose(self) -> None:
+        await self._async.close()
+        self._sync.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"client": "openai", "model": self.model_name, "base_url": self.base_url}

@@ -1,0 +1,131 @@
+"""The in-process environment: fastest, and for trusted use only.
+
+Generated code runs in the host process with the host's privileges: it can read
+environment variables, files and the engine's memory. Use ``subprocess``, ``sandbox`` or
+``docker`` when the context or the model is not trusted. What this environment does
+guarantee: a per-cell timeout that stops runaway Python code without killing the host,
+capped output capture, and the context shared by reference (never copied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import threading
+import time
+from typing import Any
+
+from rlm_engine.environments.base import Environment, HostFunction
+from rlm_engine.environments.repl_core import CellInterrupted, HostCallError, ReplCore
+from rlm_engine.types import ExecResult
+
+_GRACE_SECONDS = 2.0
+
+
+def _raise_in_thread(thread: threading.Thread) -> None:
+    """Schedule ``CellInterrupted`` in ``thread``: it lands at the next bytecode boundary."""
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(CellInterrupted)
+        )
+
+
+class LocalEnvironment(Environment):
+    in_process = True
+
+    def __init__(self, timeout: float | None = None, max_output_chars: int = 1_000_000, **kw: Any):
+        super().__init__(timeout=timeout, max_output_chars=max_output_chars, **kw)
+        self._core: ReplCore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._functions: dict[str, HostFunction] = {}
+        self._stuck: list[threading.Thread] = []
+
+    async def start(self, context: Any, functions: dict[str, HostFunction]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._functions = functions
+        self._core = ReplCore(context, self._call_host, list(functions), self.max_output_chars)
+
+    def _call_host(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        assert self._loop is not None
+        fut = asyncio.run_coroutine_threadsafe(
+            self._functions[name].fn(*args, **kwargs), self._loop
+        )
+        try:
+            while True:  # poll so an interrupt raised into this thread can land
+                try:
+                    return fut.result(timeout=0.05)
+                except concurrent.futures.TimeoutError:
+                    continue
+        except (CellInterrupted, KeyboardInterrupt):
+            fut.cancel()
+            raise
+        except HostCallError:
+            raise
+        except Exception as e:
+            raise HostCallError(f"{name} failed: {type(e).__name__}: {e}") from None
+
+    async def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        if self._core is None:
+            raise RuntimeError("LocalEnvironment.execute() called before start()")
+        if self._stuck and any(t.is_alive() for t in self._stuck):
+            return ExecResult(
+                error="The REPL is still busy with a cell that ignored its interrupt "
+                "(it is blocked in native code). Its state is unreliable.",
+                crashed=True,
+            )
+        limit = timeout if timeout is not None else self.timeout
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, Any]] = loop.create_future()
+        core = self._core
+
+        def work() -> None:
+            try:
+                result = core.run_cell(code)
+            except BaseException as e:  # CellInterrupted landing after run_cell returned
+                result = {"error": f"Interrupted: {type(e).__name__}", "interrupted": True}
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+
+        started = time.perf_counter()
+        thread = threading.Thread(target=work, name="rlm-local-cell", daemon=True)
+        thread.start()
+        try:
+            result = await asyncio.wait_for(asyncio.shield(done), limit)
+        except TimeoutError:
+            _raise_in_thread(thread)
+            try:
+                result = await asyncio.wait_for(asyncio.shield(done), _GRACE_SECONDS)
+            except TimeoutError:
+                self._stuck.append(thread)
+                result = {"error": "Timed out and could not be interrupted.", "interrupted": True}
+            result["error"] = (
+                f"Timeout: the cell exceeded {limit:g} s and was interrupted. Variables set "
+                "before the interrupt are kept. Work on smaller pieces or use llm_query_batched."
+            )
+            return self._to_result(result, started, timed_out=True)
+        except asyncio.CancelledError:
+            _raise_in_thread(thread)
+            raise
+        return self._to_result(result, started)
+
+    @staticmethod
+    def _to_result(r: dict[str, Any], started: float, timed_out: bool = False) -> ExecResult:
+        return ExecResult(
+            stdout=r.get("stdout", ""),
+            stderr=r.get("stderr", ""),
+            error=r.get("error"),
+            final=r.get("final"),
+            timed_out=timed_out,
+            duration=time.perf_counter() - started,
+        )
+
+    async def get_variable(self, name: str) -> tuple[bool, str]:
+        assert self._core is not None
+        return self._core.get_variable(name)
+
+    async def list_variables(self) -> dict[str, str]:
+        assert self._core is not None
+        return self._core.list_variables()
+
+    async def close(self) -> None:
+        self._core = None  # drops the namespace (and our reference to the context)

@@ -1,0 +1,239 @@
+"""REPL semantics shared by every environment. Standard library only.
+
+Isolated workers copy this file next to ``worker.py`` and run it with any ``python3``, so
+it must not import anything from ``rlm_engine``. It owns the namespace, the REPL-only
+functions (FINAL, FINAL_VAR, SHOW_VARS), output capture with a memory cap, and error text
+the root LM can act on.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import linecache
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+
+class CellInterrupted(BaseException):  # noqa: N818 - raised into a running cell
+    """Raised into a cell's thread to stop it (per-cell timeout in the local environment)."""
+
+
+class HostCallError(Exception):
+    """A host function failed; the message is meant for the root LM."""
+
+
+class _CappedBuffer(io.TextIOBase):
+    """Keeps the first and last ``limit // 2`` characters, so spam cannot exhaust memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 2)
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail = ""
+        self.total = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            s = str(s)
+        n = len(s)
+        self.total += n
+        half = self.limit // 2
+        if self.head_len < half:
+            take = s[: half - self.head_len]
+            self.head.append(take)
+            self.head_len += len(take)
+            s = s[len(take) :]
+        if s:
+            self.tail = (self.tail + s[-half:])[-half:]
+        return n
+
+    def getvalue(self) -> str:
+        head = "".join(self.head)
+        dropped = self.total - len(head) - len(self.tail)
+        if dropped > 0:
+            return f"{head}\n[... {dropped:,} characters of output dropped ...]\n{self.tail}"
+        return head + self.tail
+
+
+class _ThreadRoutedStream(io.TextIOBase):
+    """A ``sys.stdout`` stand-in that sends each thread's writes to that thread's buffer.
+
+    Several cells may run at once in one process (child RLMs, concurrent completions),
+    so redirecting the global stream per cell would mix their outputs.
+    """
+
+    def __init__(self, fallback: Any) -> None:
+        self.fallback = fallback
+        self.local = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        target = getattr(self.local, "buffer", None)
+        return (target or self.fallback).write(s)
+
+    def flush(self) -> None:
+        target = getattr(self.local, "buffer", None)
+        if target is None:
+            self.fallback.flush()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+
+_install_lock = threading.Lock()
+
+
+def _routed(name: str) -> _ThreadRoutedStream:
+    with _install_lock:
+        current = getattr(sys, name)
+        if not isinstance(current, _ThreadRoutedStream):
+            current = _ThreadRoutedStream(current)
+            setattr(sys, name, current)
+        return current
+
+
+class ReplCore:
+    """A persistent namespace holding ``context`` plus the functions REPL code may call.
+
+    ``call_host(name, args, kwargs)`` performs a host function call (an LM sub-call, a
+    tool) and blocks until its result arrives; how it travels is the environment's job.
+    """
+
+    REPL_NAMES = ("FINAL", "FINAL_VAR", "SHOW_VARS")
+
+    def __init__(
+        self,
+        context: Any,
+        call_host: Callable[[str, list[Any], dict[str, Any]], Any],
+        host_functions: list[str],
+        max_output_chars: int = 1_000_000,
+    ) -> None:
+        self.call_host = call_host
+        self.max_output_chars = max_output_chars
+        self.final: str | None = None
+        self.cell_count = 0
+        self.namespace: dict[str, Any] = {"__name__": "__rlm_repl__", "__builtins__": builtins}
+        self.namespace["context"] = context
+        for name in host_functions:
+            self.namespace[name] = self._host_stub(name)
+        self.namespace["FINAL"] = self._final
+        self.namespace["FINAL_VAR"] = self._final_var
+        self.namespace["SHOW_VARS"] = self._show_vars
+        self.reserved = {"context", "__name__", "__builtins__", *host_functions, *self.REPL_NAMES}
+
+    # -- functions visible in the REPL -------------------------------------------------
+    def _host_stub(self, name: str) -> Callable[..., Any]:
+        def stub(*args: Any, **kwargs: Any) -> Any:
+            return self.call_host(name, list(args), kwargs)
+
+        stub.__name__ = stub.__qualname__ = name
+        return stub
+
+    def _final(self, answer: Any) -> None:
+        self.final = answer if isinstance(answer, str) else str(answer)
+
+    def _final_var(self, name_or_value: Any) -> None:
+        if isinstance(name_or_value, str):
+            name = name_or_value.strip().strip("'\"")
+            if name in self.namespace and name not in self.reserved:
+                value = self.namespace[name]
+                self.final = value if isinstance(value, str) else str(value)
+                return
+            if name.isidentifier():
+                raise NameError(
+                    f"FINAL_VAR({name!r}): no REPL variable named {name!r}. "
+                    f"Defined: {', '.join(sorted(self.list_variables())) or 'none'}."
+                )
+        self.final = name_or_value if isinstance(name_or_value, str) else str(name_or_value)
+
+    def _show_vars(self) -> None:
+        variables = self.list_variables()
+        if not variables:
+            print("No variables defined yet (besides `context`).")
+        for name, kind in sorted(variables.items()):
+            print(f"{name}: {kind}")
+
+    # -- introspection --------------------------------------------------------------
+    def list_variables(self) -> dict[str, str]:
+        out = {}
+        for k, v in self.namespace.items():
+            if k in self.reserved or k.startswith("_") or type(v).__name__ == "module":
+                continue
+            out[k] = type(v).__name__
+        return out
+
+    def get_variable(self, name: str) -> tuple[bool, str]:
+        name = name.strip().strip("'\"")
+        if name in self.namespace and name not in self.reserved - {"context"}:
+            value = self.namespace[name]
+            return True, value if isinstance(value, str) else str(value)
+        return False, ""
+
+    # -- execution ------------------------------------------------------------------
+    def run_cell(self, code: str) -> dict[str, Any]:
+        """Run one cell; never raises for errors in user code (they become ``error``)."""
+        self.cell_count += 1
+        self.final = None
+        filename = f"<cell {self.cell_count}>"
+        out_buf = _CappedBuffer(self.max_output_chars)
+        err_buf = _CappedBuffer(self.max_output_chars)
+        stdout, stderr = _routed("stdout"), _routed("stderr")
+        stdout.local.buffer, stderr.local.buffer = out_buf, err_buf
+        error: str | None = None
+        interrupted = False
+        try:
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            self._exec(code, filename)
+        except (CellInterrupted, KeyboardInterrupt):
+            interrupted = True
+            error = "Interrupted: the cell ran past its time limit and was stopped."
+        except SystemExit as e:
+            error = f"SystemExit({e.code}) was raised; exiting the REPL is not allowed."
+        except BaseException as e:  # user code may raise anything; report it to the LM
+            error = self._format_error(e, filename)
+        finally:
+            stdout.local.buffer = stderr.local.buffer = None
+        return {
+            "stdout": out_buf.getvalue(),
+            "stderr": err_buf.getvalue(),
+            "error": error,
+            "final": self.final,
+            "interrupted": interrupted,
+        }
+
+    def _exec(self, code: str, filename: str) -> None:
+        tree = ast.parse(code, filename=filename, mode="exec")
+        last_expr = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last_expr = ast.Expression(tree.body.pop().value)
+        if tree.body:
+            exec(compile(tree, filename, "exec"), self.namespace)
+        if last_expr is not None:
+            value = eval(compile(last_expr, filename, "eval"), self.namespace)
+            if value is not None:
+                print(repr(value))
+
+    @staticmethod
+    def _format_error(e: BaseException, filename: str) -> str:
+        if isinstance(e, SyntaxError):
+            return "".join(traceback.format_exception_only(type(e), e)).rstrip()
+        tb = e.__traceback__
+        # Drop the frames of this module so the LM sees only its own code.
+        while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+            tb = tb.tb_next
+        lines = traceback.format_exception(type(e), e, tb)
+        return "".join(lines).rstrip()

@@ -1,0 +1,769 @@
+"""The RLM loop as three explicit steps over an explicit, serializable state.
+
+``generate`` (one root LM call), ``execute`` (run the response's code, answer its
+sub-calls, build the REPL feedback) and ``check_final`` (final answer or a limit) are the
+only loop logic in the project. ``run`` strings them together for ``RLM.completion``;
+the LangGraph integration calls the same methods from its nodes, and rebuilds a REPL after
+a crash with ``replay`` (recorded sub-call results are served again, not paid again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_engine import prompts
+from rlm_engine.budget import Budget
+from rlm_engine.clients import LMClient, make_client
+from rlm_engine.environments import Environment, HostFunction, make_environment
+from rlm_engine.parsing import find_code_blocks, find_final, truncate_output
+from rlm_engine.types import CodeBlockResult, Iteration, LMResponse, Message, Status, SubCall
+from rlm_engine.usage import Usage, UsageTotals
+
+EventHandler = Callable[[dict[str, Any]], None]
+PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
+_PROMPT_KEEP = 2_000  # characters of a sub-call prompt kept in the trajectory
+
+
+@dataclass
+class RLMConfig:
+    """Everything that defines an RLM; the same keywords as ``RLM(...)``."""
+
+    backend: Any = "openai"
+    backend_kwargs: dict[str, Any] | None = None
+    sub_backend: Any = None
+    sub_backend_kwargs: dict[str, Any] | None = None
+    environment: Any = "local"
+    environment_kwargs: dict[str, Any] | None = None
+    max_iterations: int = 30
+    max_depth: int = 1
+    max_concurrency: int = 16
+    max_llm_calls: int | None = None
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    timeout: float | None = None
+    max_output_chars: int = 20_000
+    system_prompt: str | None = None
+    tools: dict[str, HostFunction] = field(default_factory=dict)
+    tools_doc: str = ""
+    final_answer_on_max_iterations: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_iterations < 1:
+            raise ValueError("max_iterations must be at least 1")
+        if self.max_depth < 1:
+            raise ValueError("max_depth must be at least 1 (1 = sub-calls are plain LM calls)")
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+
+
+@dataclass
+class RLMState:
+    """All a run needs to continue after a crash. JSON-serializable via ``to_dict``.
+
+    The root conversation is not stored twice: ``messages()`` rebuilds it from the two
+    opening messages and the iterations.
+    """
+
+    query: str | None
+    context_info: dict[str, Any]
+    system: str
+    first_user: str
+    depth: int = 0
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    iterations: list[Iteration] = field(default_factory=list)
+    pending_response: str | None = None
+    final_answer: str | None = None
+    partial_answer: str | None = None
+    status: Status | None = None
+    error: str | None = None
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def iteration(self) -> int:
+        return len(self.iterations)
+
+    def messages(self) -> list[Message]:
+        msgs: list[Message] = [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": self.first_user},
+        ]
+        for it in self.iterations:
+            msgs.append({"role": "assistant", "content": it.response})
+            if it.feedback:
+                msgs.append({"role": "user", "content": it.feedback})
+        return msgs
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "iterations"}
+        d["iterations"] = [it.to_dict() for it in self.iterations]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RLMState:
+        d = dict(d)
+        d["iterations"] = [Iteration.from_dict(i) for i in d.get("iterations", [])]
+        return cls(**d)
+
+
+@dataclass
+class RLMResult:
+    """The outcome of a completion. ``response`` is None unless ``status == "final"``."""
+
+    response: str | None
+    status: Status
+    usage: Usage
+    iterations: list[Iteration]
+    error: str | None = None
+    partial_answer: str | None = None
+    duration: float = 0.0
+    run_id: str = ""
+    query: str | None = None
+    context_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answer(self) -> str | None:
+        """The final answer, else the best partial answer."""
+        return self.response if self.response is not None else self.partial_answer
+
+    def to_dict(self) -> dict[str, Any]:
+        usage = self.usage.to_dict()
+        usage.pop("records", None)
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "response": self.response,
+            "partial_answer": self.partial_answer,
+            "error": self.error,
+            "duration": self.duration,
+            "iterations": len(self.iterations),
+            "usage": usage,
+        }
+
+
+class Shared:
+    """Resources one top-level completion shares with all its children."""
+
+    def __init__(
+        self,
+        config: RLMConfig,
+        *,
+        root_client: LMClient | None = None,
+        sub_client: LMClient | None = None,
+        logger: Any = None,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        self.config = config
+        self.root_client = root_client or make_client(config.backend, config.backend_kwargs)
+        if sub_client is not None:
+            self.sub_client = sub_client
+        elif config.sub_backend is None and not config.sub_backend_kwargs:
+            self.sub_client = self.root_client
+        else:
+            backend = config.sub_backend if config.sub_backend is not None else config.backend
+            kwargs = config.sub_backend_kwargs
+            if kwargs is None:
+                kwargs = config.backend_kwargs
+            self.sub_client = make_client(backend, kwargs)
+        self.usage = Usage()
+        self.budget = Budget(
+            self.usage,
+            max_llm_calls=config.max_llm_calls,
+            max_tokens=config.max_tokens,
+            max_cost=config.max_cost,
+            timeout=config.timeout,
+        )
+        self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.logger = logger
+        self.on_event = on_event
+
+    def emit(self, event: str, **data: Any) -> None:
+        if self.on_event is None:
+            return
+        data["event"] = event
+        data.setdefault("usage", self.usage.total.to_dict())
+        try:
+            self.on_event(data)
+        except Exception:  # a broken progress display must not break the run
+            pass
+
+    async def aclose(self) -> None:
+        await self.root_client.aclose()
+        if self.sub_client is not self.root_client:
+            await self.sub_client.aclose()
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _keep(prompt: str) -> str:
+    if len(prompt) <= _PROMPT_KEEP:
+        return prompt
+    return f"{prompt[:1500]}\n[... {len(prompt) - 2000:,} characters omitted ...]\n{prompt[-500:]}"
+
+
+class RLMSession:
+    """One RLM completion at one depth: its state, REPL and access to the shared resources."""
+
+    def __init__(
+        self,
+        config: RLMConfig,
+        shared: Shared,
+        state: RLMState,
+        env: Environment,
+        *,
+        root_client: LMClient,
+        root_model: str | None = None,
+    ) -> None:
+        self.config = config
+        self.shared = shared
+        self.state = state
+        self.env = env
+        self.root_client = root_client
+        self.root_model = root_model
+        self.depth = state.depth
+        self.totals = UsageTotals()  # everything this session and its children used
+        self._block_calls: list[SubCall] | None = None
+        self._replay: dict[tuple[str, str | None, str], deque[str]] = {}
+        self._started = time.perf_counter()
+        self._closed = False
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        config: RLMConfig,
+        context: Any,
+        query: str | None = None,
+        *,
+        shared: Shared | None = None,
+        depth: int = 0,
+        root_model: str | None = None,
+        state: RLMState | None = None,
+        logger: Any = None,
+        on_event: EventHandler | None = None,
+    ) -> RLMSession:
+        """Start a session: make the clients (top level only) and the REPL holding ``context``.
+
+        Pass ``state`` to continue a run whose process died; call ``replay()`` afterwards to
+        rebuild the REPL variables.
+        """
+        shared = shared or Shared(config, logger=logger, on_event=on_event)
+        root_client = shared.root_client if depth == 0 else shared.sub_client
+        if state is None:
+            info = prompts.describe_context(context)
+            system = prompts.build_system_prompt(
+                can_recurse=depth + 1 < config.max_depth,
+                sub_window=shared.sub_client.context_chars,
+                tools_doc=config.tools_doc,
+                template=config.system_prompt,
+            )
+            state = RLMState(
+                query=query,
+                context_info=info,
+                system=system,
+                first_user=prompts.first_user_message(info, query),
+                depth=depth,
+            )
+        env = make_environment(config.environment, config.environment_kwargs)
+        session = cls(config, shared, state, env, root_client=root_client, root_model=root_model)
+        try:
+            await env.start(context, session.host_functions())
+        except BaseException:
+            await env.close()
+            raise
+        if depth == 0 and shared.logger is not None and not state.iterations:
+            shared.logger.start_run(session)
+        return session
+
+    def host_functions(self) -> dict[str, HostFunction]:
+        fns = {
+            "llm_query": HostFunction("llm_query", self._llm_query),
+            "llm_query_batched": HostFunction("llm_query_batched", self._llm_query_batched),
+            "rlm_query": HostFunction("rlm_query", self._rlm_query),
+            "rlm_query_batched": HostFunction("rlm_query_batched", self._rlm_query_batched),
+        }
+        for name, tool in self.config.tools.items():
+            fns[name] = HostFunction(name, self._tool_wrapper(name, tool), tool.doc)
+        return fns
+
+    # -- step 1: generate -----------------------------------------------------------------
+    async def generate(self) -> str | None:
+        """One root LM call. Sets ``status`` (budget / timeout / error) instead of raising."""
+        st = self.state
+        if st.pending_response is not None:  # resumed between generate and execute
+            return st.pending_response
+        if self.shared.budget.timed_out():
+            st.status = "timeout"
+            return None
+        reason = self.shared.budget.reserve()
+        if reason:
+            st.status = "budget"
+            st.error = f"Budget exhausted before the next root call ({reason})."
+            return None
+        self.shared.emit("iteration_start", depth=self.depth, iteration=st.iteration + 1)
+        started = time.perf_counter()
+        try:
+            resp = await self.root_client.acomplete(
+                self.state.messages(),
+                model=self.root_model,
+                timeout=self.shared.budget.clamp(None),
+            )
+        except Exception as e:
+            if self.shared.budget.timed_out():
+                st.status = "timeout"
+                return None
+            st.status = "error"
+            st.error = f"Root LM call failed after retries: {type(e).__name__}: {e}"
+            return None
+        self._record(resp, role="root")
+        st.pending_response = resp.text
+        self._pending_meta = (resp, time.perf_counter() - started)
+        self.shared.emit(
+            "root_response",
+            depth=self.depth,
+            iteration=st.iteration + 1,
+            text=resp.text,
+            input_tokens=resp.input_tokens,
+            output_tokens=resp.output_tokens,
+        )
+        return resp.text
+
+    # -- step 2: execute ------------------------------------------------------------------
+    async def execute(self, response: str | None = None) -> Iteration | None:
+        """Run the pending response's code blocks, resolve FINAL, and append the iteration."""
+        st = self.state
+        response = response if response is not None else st.pending_response
+        if response is None:
+            return None
+        started = time.perf_counter()
+        index = st.iteration + 1
+        resp_meta, latency = getattr(self, "_pending_meta", (None, 0.0))
+        self._pending_meta = (None, 0.0)
+        blocks: list[CodeBlockResult] = []
+        final: str | None = None
+        for code in find_code_blocks(response):
+            result = await self._run_block(code, index)
+            blocks.append(result)
+            if result.final is not None:
+                final = result.final
+                break  # the answer is decided; later blocks would only cost time
+        feedback_parts = [self._block_feedback(i, b) for i, b in enumerate(blocks, 1)]
+        if final is None:
+            directive = find_final(response)
+            if directive is not None and directive.kind == "FINAL":
+                final = directive.value
+            elif directive is not None:
+                found, value = await self.env.get_variable(directive.value)
+                if found:
+                    final = value
+                else:
+                    variables = await self.env.list_variables()
+                    feedback_parts.append(
+                        prompts.missing_variable_message(directive.value, variables)
+                    )
+            elif not blocks:
+                feedback_parts.append(prompts.NO_CODE_MESSAGE)
+        remaining = self.config.max_iterations - index
+        feedback = (
+            "" if final is not None else prompts.repl_feedback(feedback_parts, index, remaining)
+        )
+        it = Iteration(
+            index=index,
+            response=response,
+            code_blocks=blocks,
+            final_answer=final,
+            feedback=feedback,
+            input_tokens=resp_meta.input_tokens if resp_meta else 0,
+            output_tokens=resp_meta.output_tokens if resp_meta else 0,
+            cost=resp_meta.cost if resp_meta else None,
+            root_latency=latency,
+            duration=time.perf_counter() - started,
+        )
+        st.iterations.append(it)
+        st.pending_response = None
+        if final is not None:
+            st.final_answer = final
+        if self.depth == 0 and self.shared.logger is not None:
+            self.shared.logger.log_iteration(it, self.state)
+        self.shared.emit(
+            "iteration_end", depth=self.depth, iteration=index, final=final is not None
+        )
+        return it
+
+    async def _run_block(self, code: str, index: int) -> CodeBlockResult:
+        self.shared.emit("code_start", depth=self.depth, iteration=index, code=code)
+        self._block_calls = calls = []
+        try:
+            r = await self.env.execute(code, timeout=self.shared.budget.clamp(self.env.timeout))
+        finally:
+            self._block_calls = None
+        limit = self.config.max_output_chars
+        result = CodeBlockResult(
+            code=code,
+            stdout=truncate_output(r.stdout, limit),
+            stderr=truncate_output(r.stderr, limit // 2),
+            error=truncate_output(r.error, limit // 2) if r.error else None,
+            final=r.final,
+            timed_out=r.timed_out,
+            crashed=r.crashed,
+            duration=r.duration,
+            subcalls=calls,
+        )
+        self.shared.emit(
+            "code_end",
+            depth=self.depth,
+            iteration=index,
+            code=code,
+            output=self._block_feedback(0, result),
+            subcalls=len(calls),
+        )
+        return result
+
+    def _block_feedback(self, i: int, b: CodeBlockResult) -> str:
+        parts = [b.stdout.rstrip()] if b.stdout.strip() else []
+        if b.stderr.strip():
+            parts.append(f"[stderr]\n{b.stderr.rstrip()}")
+        if b.error:
+            parts.append(f"[error]\n{b.error}")
+        body = "\n".join(parts) if parts else "(no output)"
+        header = f"[block {i}]" if i else ""
+        text = f"{header}\n{body}" if header else body
+        return truncate_output(text, self.config.max_output_chars)
+
+    # -- step 3: check_final ----------------------------------------------------------------
+    def check_final(self) -> bool:
+        """True when the run is over; sets ``status`` to why."""
+        st = self.state
+        if st.final_answer is not None:
+            st.status = "final"
+        elif st.status is not None:
+            pass  # error, budget or timeout already decided
+        elif self.shared.budget.timed_out():
+            st.status = "timeout"
+        elif self.shared.budget.exhausted():
+            st.status = "budget"
+            st.error = st.error or f"Budget exhausted ({self.shared.budget.exhausted()})."
+        elif st.iteration >= self.config.max_iterations:
+            st.status = "max_iterations"
+        return st.status is not None
+
+    # -- end of run ------------------------------------------------------------------------
+    async def finish(self) -> RLMResult:
+        st = self.state
+        if st.status is None:
+            st.status = "error"
+            st.error = st.error or "The run ended before reaching a final answer."
+        if st.status != "final" and st.partial_answer is None:
+            st.partial_answer = await self._best_partial_answer()
+        result = RLMResult(
+            response=st.final_answer if st.status == "final" else None,
+            status=st.status,
+            usage=self.shared.usage,
+            iterations=list(st.iterations),
+            error=st.error,
+            partial_answer=st.partial_answer,
+            duration=time.perf_counter() - self._started,
+            run_id=st.run_id,
+            query=st.query,
+            context_info=st.context_info,
+        )
+        if self.depth == 0 and self.shared.logger is not None:
+            self.shared.logger.log_result(result)
+        self.shared.emit(
+            "final",
+            depth=self.depth,
+            iteration=st.iteration,
+            status=st.status,
+            response=result.answer,
+        )
+        return result
+
+    async def _best_partial_answer(self) -> str | None:
+        st = self.state
+        if (
+            st.status == "max_iterations"
+            and self.config.final_answer_on_max_iterations
+            and not self.shared.budget.timed_out()
+            and self.shared.budget.reserve() is None
+        ):
+            msgs = st.messages() + [{"role": "user", "content": prompts.FINAL_ANSWER_REQUEST}]
+            try:
+                resp = await self.root_client.acomplete(
+                    msgs, model=self.root_model, timeout=self.shared.budget.clamp(None)
+                )
+            except Exception:
+                resp = None
+            if resp is not None:
+                self._record(resp, role="root")
+                directive = find_final(resp.text)
+                if directive and directive.kind == "FINAL":
+                    return directive.value
+                if directive:
+                    found, value = await self.env.get_variable(directive.value)
+                    if found:
+                        return value
+                return resp.text.strip() or None
+        for name in PARTIAL_ANSWER_NAMES:
+            try:
+                found, value = await self.env.get_variable(name)
+            except Exception:
+                return None
+            if found:
+                return value
+        return None
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.env.close()
+
+    # -- crash recovery ------------------------------------------------------------------
+    async def replay(self) -> None:
+        """Rebuild REPL variables by re-running recorded cells with recorded sub-call answers."""
+        self._replay = {}
+        for it in self.state.iterations:
+            for block in it.code_blocks:
+                for call in block.subcalls:
+                    if call.error is None and call.function in (
+                        "llm_query",
+                        "llm_query_batched",
+                        "rlm_query",
+                    ):
+                        key = (self._kind(call.function), call.model, call.prompt_sha)
+                        self._replay.setdefault(key, deque()).append(call.response)
+        try:
+            for it in self.state.iterations:
+                for block in it.code_blocks:
+                    await self.env.execute(block.code)
+        finally:
+            self._replay = {}
+
+    @staticmethod
+    def _kind(function: str) -> str:
+        return "rlm" if function.startswith("rlm") else "llm"
+
+    def _replayed(self, function: str, model: str | None, sha: str) -> str | None:
+        q = self._replay.get((self._kind(function), model, sha))
+        return q.popleft() if q else None
+
+    # -- sub-calls (host functions) ---------------------------------------------------------
+    def _record(self, resp: LMResponse, role: str, depth: int | None = None) -> None:
+        self.shared.usage.record(
+            model=resp.model,
+            depth=self.depth if depth is None else depth,
+            role=role,  # type: ignore[arg-type]
+            input_tokens=resp.input_tokens,
+            output_tokens=resp.output_tokens,
+            cost=resp.cost,
+        )
+        self.totals.add(resp.input_tokens, resp.output_tokens, resp.cost)
+
+    def _log_call(self, call: SubCall) -> None:
+        if self._block_calls is not None:
+            self._block_calls.append(call)
+        self.shared.emit(
+            "subcall_end",
+            depth=self.depth,
+            function=call.function,
+            model=call.model,
+            prompt=call.prompt[:200],
+            response=call.response[:200],
+            error=call.error,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            latency=call.latency,
+            replayed=call.replayed,
+        )
+
+    async def _llm_query(self, prompt: Any, model: str | None = None) -> str:
+        return await self._sub_llm(prompt, model, "llm_query")
+
+    async def _llm_query_batched(self, prompts_: Any, model: str | None = None) -> list[str]:
+        if isinstance(prompts_, str) or not hasattr(prompts_, "__iter__"):
+            return [await self._sub_llm(prompts_, model, "llm_query_batched")]
+        return list(
+            await asyncio.gather(*(self._sub_llm(p, model, "llm_query_batched") for p in prompts_))
+        )
+
+    async def _sub_llm(self, prompt: Any, model: str | None, function: str) -> str:
+        prompt = prompt if isinstance(prompt, str) else str(prompt)
+        sha = _sha(prompt)
+        call = SubCall(
+            function=function,
+            prompt=_keep(prompt),
+            response="",
+            model=model,
+            depth=self.depth + 1,
+            prompt_chars=len(prompt),
+            prompt_sha=sha,
+        )
+        replayed = self._replayed(function, model, sha)
+        if replayed is not None:
+            call.response, call.replayed = replayed, True
+            self._log_call(call)
+            return replayed
+        self.shared.emit("subcall_start", depth=self.depth, function=function)
+        reason = self.shared.budget.reserve()
+        if reason:
+            call.error = call.response = (
+                f"Error: budget exhausted ({reason}); this sub-call was not made. "
+                "Finish with what you have: FINAL(answer)."
+            )
+            self._log_call(call)
+            return call.response
+        started = time.perf_counter()
+        try:
+            async with self.shared.semaphore:
+                resp = await self.shared.sub_client.acomplete(
+                    [{"role": "user", "content": prompt}],
+                    model=model,
+                    timeout=self.shared.budget.clamp(None),
+                )
+        except Exception as e:
+            call.error = call.response = f"Error: {function} failed: {type(e).__name__}: {e}"
+        else:
+            self._record(resp, role="sub", depth=self.depth + 1)
+            call.response, call.model = resp.text, resp.model
+            call.input_tokens, call.output_tokens, call.cost = (
+                resp.input_tokens,
+                resp.output_tokens,
+                resp.cost,
+            )
+        call.latency = time.perf_counter() - started
+        self._log_call(call)
+        return call.response
+
+    async def _rlm_query(self, prompt: Any, context: Any = None, model: str | None = None) -> str:
+        return await self._sub_rlm(prompt, context, model, "rlm_query")
+
+    async def _rlm_query_batched(
+        self, prompts_: Any, contexts: Any = None, model: str | None = None
+    ) -> list[str]:
+        prompts_ = [prompts_] if isinstance(prompts_, str) else list(prompts_)
+        ctxs = list(contexts) if contexts is not None else [None] * len(prompts_)
+        if len(ctxs) != len(prompts_):
+            raise ValueError("rlm_query_batched: contexts must have one entry per prompt")
+        return list(
+            await asyncio.gather(
+                *(
+                    self._sub_rlm(p, c, model, "rlm_query_batched")
+                    for p, c in zip(prompts_, ctxs, strict=True)
+                )
+            )
+        )
+
+    async def _sub_rlm(self, prompt: Any, context: Any, model: str | None, function: str) -> str:
+        prompt = prompt if isinstance(prompt, str) else str(prompt)
+        if self.depth + 1 >= self.config.max_depth:
+            # At the depth limit a recursive call is a plain LM call (the paper's semantics).
+            text = prompt if context is None else f"{prompt}\n\n{context}"
+            return await self._sub_llm(text, model, function)
+        key_text = prompt if context is None else f"{prompt}\x00{context!r}"
+        sha = _sha(key_text)
+        call = SubCall(
+            function=function,
+            prompt=_keep(prompt),
+            response="",
+            model=model,
+            depth=self.depth + 1,
+            prompt_chars=len(prompt),
+            prompt_sha=sha,
+        )
+        replayed = self._replayed(function, model, sha)
+        if replayed is not None:
+            call.response, call.replayed = replayed, True
+            self._log_call(call)
+            return replayed
+        started = time.perf_counter()
+        child_context = prompt if context is None else context
+        child_query = None if context is None else prompt
+        try:
+            child = await RLMSession.open(
+                self.config,
+                child_context,
+                child_query,
+                shared=self.shared,
+                depth=self.depth + 1,
+                root_model=model,
+            )
+        except Exception as e:
+            call.error = call.response = f"Error: {function} could not start a child RLM: {e}"
+            self._log_call(call)
+            return call.response
+        try:
+            result = await run(child)
+        finally:
+            await child.close()
+        self.totals.calls += child.totals.calls
+        self.totals.input_tokens += child.totals.input_tokens
+        self.totals.output_tokens += child.totals.output_tokens
+        if child.totals.cost is not None:
+            self.totals.cost = (self.totals.cost or 0.0) + child.totals.cost
+        call.input_tokens, call.output_tokens, call.cost = (
+            child.totals.input_tokens,
+            child.totals.output_tokens,
+            child.totals.cost,
+        )
+        call.children = [it.to_dict() for it in child.state.iterations]
+        call.latency = time.perf_counter() - started
+        if result.status == "final" and result.response is not None:
+            call.response = result.response
+        else:
+            call.error = (
+                f"child RLM ended with status {result.status}: {result.error or ''}".strip()
+            )
+            call.response = result.answer or f"Error: {call.error}"
+        self._log_call(call)
+        return call.response
+
+    def _tool_wrapper(self, name: str, tool: HostFunction) -> Callable[..., Any]:
+        async def call_tool(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            call = SubCall(
+                function=name,
+                prompt=_keep(repr((args, kwargs))),
+                response="",
+                depth=self.depth,
+                prompt_chars=0,
+                prompt_sha="",
+            )
+            try:
+                value = await tool.fn(*args, **kwargs)
+            except Exception as e:
+                call.error = f"{type(e).__name__}: {e}"
+                call.latency = time.perf_counter() - started
+                self._log_call(call)
+                raise
+            call.response = _keep(str(value))
+            call.latency = time.perf_counter() - started
+            self._log_call(call)
+            return value
+
+        return call_tool
+
+
+async def run(session: RLMSession) -> RLMResult:
+    """The RLM loop: generate -> execute -> check_final until done. The only loop there is."""
+    budget = session.shared.budget
+    try:
+        async with asyncio.timeout(budget.remaining_time()):
+            while not session.check_final():
+                response = await session.generate()
+                if response is not None:
+                    await session.execute(response)
+    except TimeoutError:
+        if not budget.timed_out():
+            raise
+        session.state.status = session.state.status or "timeout"
+        session.state.pending_response = None
+    if session.state.status == "timeout" and session.state.error is None:
+        session.state.error = f"The completion ran past its timeout of {budget.timeout:g} s."
+    return await session.finish()
