@@ -10,6 +10,7 @@ a crash with ``replay`` (recorded sub-call results are served again, not paid ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -188,10 +189,8 @@ class Shared:
             return
         data["event"] = event
         data.setdefault("usage", self.usage.total.to_dict())
-        try:
+        with contextlib.suppress(Exception):  # a broken progress display must not break the run
             self.on_event(data)
-        except Exception:  # a broken progress display must not break the run
-            pass
 
     async def aclose(self) -> None:
         await self.root_client.aclose()
