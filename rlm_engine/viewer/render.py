@@ -32,6 +32,7 @@ SUBCALL_FIELDS = (
     "error",
     "replayed",
     "children",
+    "prompt_sha",
     "extra",
 )
 SUMMARY_FIELDS = (
@@ -58,11 +59,12 @@ _JSON_ESCAPES = str.maketrans(
 
 
 def _pack_subcall(sc: dict[str, Any]) -> list[Any]:
-    row = [sc.get(k) for k in SUBCALL_FIELDS[:-2]]
-    row.append([_pack_iteration(c) for c in sc.get("children") or []])
-    extra = {k: v for k, v in sc.items() if k not in _KNOWN_SUBCALL}
-    row.append(extra or None)
-    return row
+    packed = {
+        **sc,
+        "children": [_pack_iteration(c) for c in sc.get("children") or []],
+        "extra": {k: v for k, v in sc.items() if k not in _KNOWN_SUBCALL} or None,
+    }
+    return [packed.get(k) for k in SUBCALL_FIELDS]
 
 
 def _pack_iteration(it: dict[str, Any]) -> dict[str, Any]:

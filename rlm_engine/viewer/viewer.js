@@ -61,6 +61,17 @@
     const m = Math.floor(s / 60);
     return m + "m " + String(Math.round(s - m * 60)).padStart(2, "0") + "s";
   }
+  // Axis maximum rounded up to 1, 2 or 5 times a power of ten, so tick labels stay short.
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    const m = v / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  }
+  function addCost(a, b) {
+    if ((a === null || a === undefined) && (b === null || b === undefined)) return null;
+    return (a || 0) + (b || 0);
+  }
   function str(v) {
     if (v === null || v === undefined) return "";
     return typeof v === "string" ? v : JSON.stringify(v, null, 2);
@@ -207,10 +218,13 @@
     let ansText, cls = "";
     if (!result) { ansText = "No result recorded: the run did not finish."; cls = " none"; }
     else if (status === "error") { ansText = result.error || "The run failed."; cls = " failed"; }
-    else if (result.response === null || result.response === undefined) { ansText = "No answer (" + status + ")."; cls = " none"; }
+    else if (result.response === null || result.response === undefined) {
+      cls = " none";
+      ansText = result.partial_answer ? result.partial_answer : "No answer (" + status + ").";
+    }
     else ansText = result.response;
     const a = h("div", { class: "panel qa answer" + cls, id: "answer" },
-      h("h2", null, status === "error" ? "Error" : "Answer", " ", badge(status || "incomplete", statusKind(status))),
+      h("h2", null, status === "error" ? "Error" : result && result.response === null && result.partial_answer ? "Best partial answer" : "Answer", " ", badge(status || "incomplete", statusKind(status))),
       h("div", { class: "text", text: ansText }),
       result && result.error && status !== "error" ? h("div", { class: "sub", text: result.error }) : null);
     add(ov, [q, a]);
@@ -265,8 +279,8 @@
     c.font = "11px " + cssVar("--sans");
     c.fillStyle = cssVar("--muted");
     if (!n) { c.fillText("No iterations recorded.", p.l, p.t + 20); return; }
-    const maxTok = Math.max(1, ...SUM.map(function (x) { return x.root_tokens + x.sub_tokens; }));
-    const maxDur = Math.max(0.001, ...SUM.map(function (x) { return x.duration; }));
+    const maxTok = niceMax(Math.max(1, ...SUM.map(function (x) { return x.root_tokens + x.sub_tokens; })));
+    const maxDur = niceMax(Math.max(0.001, ...SUM.map(function (x) { return x.duration; })));
     c.strokeStyle = cssVar("--line"); c.lineWidth = 1;
     for (let g = 0; g <= 4; g++) {
       const y = p.t + ih - (ih * g) / 4 + 0.5;
@@ -284,7 +298,8 @@
     }
     if (selected >= 0) {
       c.fillStyle = cssVar("--accent"); c.globalAlpha = 0.16;
-      c.fillRect(p.l + selected * slot, p.t, Math.max(slot, 2), ih);
+      const hw = Math.min(slot, bw + 12);
+      c.fillRect(p.l + selected * slot + (slot - hw) / 2, p.t, Math.max(hw, 2), ih);
       c.globalAlpha = 1;
     }
     c.strokeStyle = cssVar("--time"); c.lineWidth = 2; c.beginPath();
@@ -308,7 +323,7 @@
     if (i < 0) { tip.hidden = true; return; }
     const s = SUM[i];
     tip.textContent = "Iteration #" + s.index + "\nroot " + tok(s.root_tokens) + " tok · sub " + tok(s.sub_tokens) +
-      " tok (" + num(s.sub_calls) + " calls)\n" + secs(s.duration) + " · " + cost((s.root_cost || 0) + (s.sub_cost || 0));
+      " tok (" + num(s.sub_calls) + " calls)\n" + secs(s.duration) + " · " + cost(addCost(s.root_cost, s.sub_cost));
     tip.hidden = false;
     const r = canvas.getBoundingClientRect();
     const x = ev.clientX - r.left;
@@ -514,7 +529,7 @@
       s.final ? badge("FINAL", "ok") : null,
       s.errors ? badge(s.errors + " error" + (s.errors === 1 ? "" : "s"), "err") : null,
       stat("root", tok(s.root_tokens) + " tok"), stat("sub-calls", num(s.subcalls)), stat("sub", tok(s.sub_tokens) + " tok"),
-      stat("cost", cost((s.root_cost || 0) + (s.sub_cost || 0))), stat("time", secs(s.duration)),
+      stat("cost", cost(addCost(s.root_cost, s.sub_cost))), stat("time", secs(s.duration)),
       h("div", { class: "nav" },
         h("button", { class: "btn", text: "‹ Prev", disabled: selected === 0, onclick: function () { select(selected - 1, true); } }),
         h("button", { class: "btn", text: "Next ›", disabled: selected >= ITS.length - 1, onclick: function () { select(selected + 1, true); } })));
