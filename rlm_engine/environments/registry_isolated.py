@@ -1,0 +1,10 @@
+"""The isolated environments by name, imported by ``rlm_engine.environments``."""
+
+from __future__ import annotations
+
+from rlm_engine.environments.base import Environment
+from rlm_engine.environments.subprocess_env import SubprocessEnvironment
+
+ISOLATED_ENVIRONMENTS: dict[str, type[Environment]] = {
+    "subprocess": SubprocessEnvironment,
+}

@@ -1,0 +1,58 @@
+"""``subprocess``: the REPL in a separate, resource-limited Python process.
+
+Guarantees: a clean environment (nothing inherited from the host, so no API keys), a
+private temporary work dir as cwd and HOME, rlimits (address space, CPU time, file size,
+processes), the two-step per-cell timeout, and crash recovery. When the host runs as root
+the worker also gets a fresh unprivileged uid, which closes 0700 directories such as
+/root, prevents signalling the host and lets the host kill every process the worker started.
+
+Not guaranteed: network isolation and a private view of the file system; the worker sees
+whatever its uid may read. Use ``sandbox`` or ``docker`` for untrusted input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_engine.environments.bootstrap import worker_command
+from rlm_engine.environments.channel import ProcessChannel, WorkerChannel
+from rlm_engine.environments.isolation import (
+    WorkArea,
+    find_interpreter,
+    host_site_packages,
+    kill_uid_processes,
+    minimal_env,
+)
+from rlm_engine.environments.worker_env import WorkerEnvironment
+
+
+class SubprocessEnvironment(WorkerEnvironment):
+    """Extra keyword: ``python`` (interpreter path; default: the host's, or a same-version
+    system python3 when the worker runs under its own uid)."""
+
+    kind = "subprocess"
+
+    def __init__(self, *args: Any, python: str | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.python = python
+        self._interpreter: str | None = None
+
+    def interpreter(self) -> str:
+        if self._interpreter is None:
+            self._interpreter = find_interpreter(self.python, for_other_uid=self.uid is not None)
+        return self._interpreter
+
+    def _worker_sys_path(self) -> list[str]:
+        return host_site_packages()
+
+    async def _open_channel(self, area: WorkArea) -> WorkerChannel:
+        return await ProcessChannel.spawn(
+            worker_command(self.interpreter()),
+            env=minimal_env(str(area.work), self.extra_env),
+            cwd=str(area.work),
+            uid=self.uid,
+        )
+
+    async def _after_terminate(self) -> None:
+        if self.uid is not None:
+            await kill_uid_processes(self.uid, self.interpreter())

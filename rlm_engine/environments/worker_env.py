@@ -1,0 +1,315 @@
+"""Shared host side of the three isolated environments (``subprocess``, ``sandbox``, ``docker``).
+
+Subclasses only say how to launch a worker (``_open_channel``); this class owns the life
+cycle: context file, handshake, one frame per cell, host function calls served
+concurrently on the event loop, and the timeout ladder: ``interrupt`` frame (the cell gets
+``KeyboardInterrupt``, variables survive), then after ``kill_grace`` seconds a hard kill, a
+crash report to the LM and a fresh worker with ``context`` reloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from abc import abstractmethod
+from typing import Any
+
+from rlm_engine.environments import bootstrap, protocol
+from rlm_engine.environments.base import Environment, HostFunction
+from rlm_engine.environments.channel import WorkerChannel
+from rlm_engine.environments.isolation import WorkArea, allocate_uid
+from rlm_engine.types import ExecResult
+
+_MB = 1024 * 1024
+
+
+class _ChannelClosed:
+    """Put on the reply queue when the worker's stream ends or turns to garbage."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class WorkerCrashed(Exception):
+    """The worker died or broke the protocol outside of a cell."""
+
+
+class WorkerEnvironment(Environment):
+    """A REPL in a separate worker process, spoken to over framed stdin/stdout.
+
+    Common keyword arguments: ``timeout`` (seconds per cell), ``memory_mb`` (address space
+    available to REPL code on top of the interpreter and the loaded context),
+    ``cpu_seconds`` (CPU time per worker life), ``file_size_mb``, ``max_processes``,
+    ``kill_grace`` (seconds between interrupt and kill), ``start_timeout``, ``env`` (extra
+    environment variables; nothing is inherited from the host).
+    """
+
+    #: Label used in messages to the LM ("subprocess", "sandbox", "docker").
+    kind = "worker"
+
+    def __init__(
+        self,
+        timeout: float | None = None,
+        max_output_chars: int = 1_000_000,
+        *,
+        memory_mb: int = 2048,
+        cpu_seconds: int | None = 3600,
+        file_size_mb: int = 1024,
+        max_processes: int = 256,
+        kill_grace: float = 2.0,
+        start_timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(timeout=timeout, max_output_chars=max_output_chars, **kw)
+        self.memory_mb = memory_mb
+        self.cpu_seconds = cpu_seconds
+        self.file_size_mb = file_size_mb
+        self.max_processes = max_processes
+        self.kill_grace = kill_grace
+        self.start_timeout = start_timeout
+        self.extra_env = dict(env or {})
+        self.uid: int | None = None
+        self.area: WorkArea | None = None
+        self.restarts = 0
+        self.worker_info: dict[str, Any] = {}
+        self._functions: dict[str, HostFunction] = {}
+        self._channel: WorkerChannel | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._replies: asyncio.Queue[dict[str, Any] | _ChannelClosed] = asyncio.Queue()
+        self._calls: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    # -- what subclasses provide ---------------------------------------------------------
+    @abstractmethod
+    async def _open_channel(self, area: WorkArea) -> WorkerChannel:
+        """Launch a worker running ``bootstrap.worker_command`` and connect to it."""
+
+    def _context_path_in_worker(self, area: WorkArea) -> str | None:
+        """Where the worker finds the context file (a container sees another path)."""
+        return str(area.context_file) if area.context_file else None
+
+    def _worker_sys_path(self) -> list[str]:
+        """Extra import paths for the worker (the host venv, where it is reachable)."""
+        return []
+
+    async def _after_terminate(self) -> None:
+        """Extra cleanup once a worker is gone (processes left under its uid, ...)."""
+
+    # -- life cycle --------------------------------------------------------------------
+    async def start(self, context: Any, functions: dict[str, HostFunction]) -> None:
+        if self.area is not None:
+            raise RuntimeError(f"{type(self).__name__}.start() called twice")
+        self._functions = dict(functions)
+        self.uid = allocate_uid()
+        self.area = await WorkArea.create(context, self.uid)
+        try:
+            await self._launch()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _launch(self) -> None:
+        assert self.area is not None
+        self._replies = asyncio.Queue()
+        channel = await self._open_channel(self.area)
+        self._channel = channel
+        self._pump_task = asyncio.ensure_future(self._pump(channel))
+        try:
+            await channel.send_raw(bootstrap.bundle_frame())
+            hello = await self._reply(self.start_timeout, "hello")
+            await channel.send(
+                {
+                    "op": "init",
+                    "context": {
+                        "kind": self.area.context_kind,
+                        "path": self._context_path_in_worker(self.area),
+                    },
+                    "functions": sorted(self._functions),
+                    "max_output_chars": self.max_output_chars,
+                    "sys_path": self._worker_sys_path(),
+                    "limits": self._limits(),
+                }
+            )
+            ready = await self._reply(self.start_timeout + self.area.context_bytes / (50 * _MB))
+            if ready.get("op") == "init_error":
+                raise RuntimeError(f"the {self.kind} worker could not load: {ready.get('error')}")
+            if ready.get("op") != "ready":
+                raise WorkerCrashed(f"unexpected {ready.get('op')!r} frame during start-up")
+            self.worker_info = hello
+        except (WorkerCrashed, TimeoutError, ConnectionError, OSError) as e:
+            detail = await self._shutdown_worker()
+            raise RuntimeError(
+                f"The {self.kind} worker failed to start: {e}. {detail}".strip()
+            ) from None
+
+    def _limits(self) -> dict[str, Any]:
+        return {
+            "memory_bytes": self.memory_mb * _MB if self.memory_mb else None,
+            "cpu_seconds": self.cpu_seconds,
+            "file_size_bytes": self.file_size_mb * _MB if self.file_size_mb else None,
+            "max_processes": self.max_processes,
+        }
+
+    async def _pump(self, channel: WorkerChannel) -> None:
+        """Route frames from the worker: host calls start tasks, the rest are replies."""
+        reason = "the worker closed its output stream"
+        try:
+            while (message := await channel.read_frame()) is not None:
+                if message["op"] == "call":
+                    task = asyncio.ensure_future(self._serve_call(channel, message))
+                    self._calls.add(task)
+                    task.add_done_callback(self._calls.discard)
+                else:
+                    self._replies.put_nowait(message)
+        except protocol.ProtocolError as e:
+            reason = f"protocol error: {e}"
+        except (ConnectionError, OSError) as e:
+            reason = f"channel error: {e}"
+        self._replies.put_nowait(_ChannelClosed(reason))
+
+    async def _serve_call(self, channel: WorkerChannel, message: dict[str, Any]) -> None:
+        name = message.get("name")
+        reply: dict[str, Any] = {"op": "result", "id": message.get("id")}
+        try:
+            fn = self._functions.get(name) if isinstance(name, str) else None
+            if fn is None:
+                raise LookupError(f"no host function named {name!r}")
+            args, kwargs = message.get("args") or [], message.get("kwargs") or {}
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise TypeError("malformed arguments")
+            reply.update(ok=True, value=await fn.fn(*args, **kwargs))
+        except Exception as e:  # becomes HostCallError in the cell, like in `local`
+            reply.update(ok=False, error=f"{name} failed: {type(e).__name__}: {e}")
+        with contextlib.suppress(ConnectionError, OSError, protocol.ProtocolError):
+            await channel.send(reply)
+
+    async def _reply(self, timeout: float | None, expect: str | None = None) -> dict[str, Any]:
+        item = await asyncio.wait_for(self._replies.get(), timeout)
+        if isinstance(item, _ChannelClosed):
+            raise WorkerCrashed(item.reason)
+        if expect is not None and item.get("op") != expect:
+            raise WorkerCrashed(f"expected a {expect!r} frame, got {item.get('op')!r}")
+        return item
+
+    async def _shutdown_worker(self) -> str:
+        """Kill the current worker (if any); returns how it ended plus its stderr tail."""
+        channel, self._channel = self._channel, None
+        for task in list(self._calls):
+            task.cancel()
+        if channel is None:
+            return ""
+        await channel.terminate()
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pump_task
+        await self._after_terminate()
+        how = await channel.exit_description()
+        diag = channel.diagnostics.strip()
+        return f"Worker {how}." + (f" Worker stderr: {diag[-800:]}" if diag else "")
+
+    async def _restart_after_crash(self, what: str) -> ExecResult:
+        detail = await self._shutdown_worker()
+        self.restarts += 1
+        try:
+            await self._launch()
+            after = (
+                "The REPL was restarted: `context` is loaded again, but every other "
+                "variable from earlier cells is lost."
+            )
+        except Exception as e:
+            after = f"Restarting the REPL failed ({e}); further cells will fail."
+        return ExecResult(error=f"{what} {detail} {after}", crashed=True)
+
+    # -- REPL protocol ---------------------------------------------------------------
+    async def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        limit = timeout if timeout is not None else self.timeout
+        async with self._lock:
+            started = time.perf_counter()
+            result = await self._execute_locked(code, limit)
+            result.duration = time.perf_counter() - started
+            return result
+
+    async def _execute_locked(self, code: str, limit: float | None) -> ExecResult:
+        if self._closed or self.area is None:
+            raise RuntimeError(f"{type(self).__name__}.execute() called before start()")
+        if self._channel is None:
+            with contextlib.suppress(Exception):
+                await self._launch()
+            if self._channel is None:
+                return ExecResult(error=f"The {self.kind} REPL is not running.", crashed=True)
+        channel = self._channel
+        try:
+            await channel.send({"op": "exec", "code": code})
+            try:
+                done = await self._reply(limit, "done")
+            except TimeoutError:
+                return await self._interrupt(channel, limit)
+        except asyncio.CancelledError:
+            await self._shutdown_worker()  # nothing may outlive a cancelled completion
+            raise
+        except (WorkerCrashed, ConnectionError, OSError) as e:
+            return await self._restart_after_crash(f"The {self.kind} REPL worker died ({e}).")
+        finally:
+            for task in list(self._calls):  # calls of an interrupted cell are moot
+                task.cancel()
+        return self._to_result(done.get("result") or {})
+
+    async def _interrupt(self, channel: WorkerChannel, limit: float | None) -> ExecResult:
+        with contextlib.suppress(ConnectionError, OSError):
+            await channel.send({"op": "interrupt"})
+        try:
+            done = await self._reply(self.kill_grace, "done")
+        except (TimeoutError, WorkerCrashed):
+            return await self._restart_after_crash(
+                f"Timeout: the cell exceeded {limit:g} s and did not stop when interrupted, "
+                "so the worker was killed."
+            )
+        result = self._to_result(done.get("result") or {})
+        result.timed_out = True
+        result.error = (
+            f"Timeout: the cell exceeded {limit:g} s and was interrupted. Variables set "
+            "before the interrupt are kept. Work on smaller pieces or use llm_query_batched."
+        )
+        return result
+
+    @staticmethod
+    def _to_result(r: dict[str, Any]) -> ExecResult:
+        final = r.get("final")
+        return ExecResult(
+            stdout=str(r.get("stdout") or ""),
+            stderr=str(r.get("stderr") or ""),
+            error=None if r.get("error") is None else str(r["error"]),
+            final=None if final is None else str(final),
+        )
+
+    async def _query(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+        async with self._lock:
+            if self._channel is None:
+                raise RuntimeError(f"the {self.kind} REPL is not running")
+            await self._channel.send(message)
+            return await self._reply(self.start_timeout, expect)
+
+    async def get_variable(self, name: str) -> tuple[bool, str]:
+        reply = await self._query({"op": "get_var", "name": name}, "var")
+        return bool(reply.get("found")), str(reply.get("value") or "")
+
+    async def list_variables(self) -> dict[str, str]:
+        reply = await self._query({"op": "list_vars"}, "vars")
+        variables = reply.get("vars")
+        return {str(k): str(v) for k, v in variables.items()} if isinstance(variables, dict) else {}
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        channel = self._channel
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.send({"op": "shutdown"}), 1)
+        await self._shutdown_worker()
+        if self.area is not None:
+            await asyncio.to_thread(self.area.cleanup)
