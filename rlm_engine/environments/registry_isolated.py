@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from rlm_engine.environments.base import Environment
+from rlm_engine.environments.sandbox import SandboxEnvironment
 from rlm_engine.environments.subprocess_env import SubprocessEnvironment
 
 ISOLATED_ENVIRONMENTS: dict[str, type[Environment]] = {
     "subprocess": SubprocessEnvironment,
+    "sandbox": SandboxEnvironment,
 }
