@@ -31,9 +31,12 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def allocate_uid() -> int | None:
-    """A fresh uid for one worker when we may switch uids (root), else ``None``."""
-    if not is_root():
+def allocate_uid(*, for_container: bool = False) -> int | None:
+    """A fresh uid for one worker when we may switch uids (root), else ``None``.
+
+    A container runtime switches uids for us, so ``for_container`` always gets one.
+    """
+    if not is_root() and not for_container:
         return None
     while True:
         uid = _UID_LOW + secrets.randbelow(_UID_HIGH - _UID_LOW)

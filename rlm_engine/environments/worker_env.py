@@ -18,7 +18,7 @@ from typing import Any
 from rlm_engine.environments import bootstrap, protocol
 from rlm_engine.environments.base import Environment, HostFunction
 from rlm_engine.environments.channel import WorkerChannel
-from rlm_engine.environments.isolation import WorkArea, allocate_uid
+from rlm_engine.environments.isolation import WorkArea, allocate_uid, is_root
 from rlm_engine.types import ExecResult
 
 _MB = 1024 * 1024
@@ -95,6 +95,10 @@ class WorkerEnvironment(Environment):
         """Extra import paths for the worker (the host venv, where it is reachable)."""
         return []
 
+    def _choose_uid(self) -> int | None:
+        """The uid the worker runs as: a fresh one when the host may switch uids."""
+        return allocate_uid()
+
     async def _after_terminate(self) -> None:
         """Extra cleanup once a worker is gone (processes left under its uid, ...)."""
 
@@ -103,8 +107,8 @@ class WorkerEnvironment(Environment):
         if self.area is not None:
             raise RuntimeError(f"{type(self).__name__}.start() called twice")
         self._functions = dict(functions)
-        self.uid = allocate_uid()
-        self.area = await WorkArea.create(context, self.uid)
+        self.uid = self._choose_uid()
+        self.area = await WorkArea.create(context, self.uid if is_root() else None)
         try:
             await self._launch()
         except BaseException:
