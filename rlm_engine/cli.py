@@ -247,12 +247,16 @@ def cmd_view(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- bench
 
 
-def find_benchmarks(start: Path | None = None) -> Path:
-    """``benchmarks/`` of a checkout: from the current directory upwards, then next to the
-    installed package (an editable install or a source tree)."""
+_PACKAGE_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def find_benchmarks(start: Path | None = None, checkout: Path | None = _PACKAGE_CHECKOUT) -> Path:
+    """``benchmarks/`` of a checkout: from ``start`` (the current directory) upwards, then
+    in ``checkout``, the source tree the package runs from (editable installs)."""
     here = (start or Path.cwd()).resolve()
     candidates = [d / "benchmarks" for d in (here, *here.parents)]
-    candidates.append(Path(__file__).resolve().parent.parent / "benchmarks")
+    if checkout is not None:
+        candidates.append(checkout / "benchmarks")
     for c in candidates:
         if c.is_dir() and any(c.glob("bench_*.py")):
             return c
@@ -298,14 +302,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
-    return v
+def _int_at_least(low: int) -> Any:
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected a number >= {low}, got {v}")
+        return v
+
+    return parse
+
+
+_at_least_one = _int_at_least(1)
+_non_negative = _int_at_least(0)
 
 
 def _positive_float(s: str) -> float:
@@ -359,17 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="where generated code runs (default: local)",
     )
-    run.add_argument("--max-iterations", type=_positive_int, default=30, metavar="N")
+    run.add_argument("--max-iterations", type=_at_least_one, default=30, metavar="N")
     run.add_argument(
         "--max-depth",
-        type=_positive_int,
+        type=_at_least_one,
         default=1,
         metavar="N",
         help="levels of child RLMs rlm_query may spawn (default: 1)",
     )
-    run.add_argument("--max-concurrency", type=_positive_int, default=16, metavar="N")
-    run.add_argument("--max-llm-calls", type=_positive_int, metavar="N", help="budget: LM calls")
-    run.add_argument("--max-tokens", type=_positive_int, metavar="N", help="budget: tokens")
+    run.add_argument("--max-concurrency", type=_at_least_one, default=16, metavar="N")
+    run.add_argument("--max-llm-calls", type=_at_least_one, metavar="N", help="budget: LM calls")
+    run.add_argument("--max-tokens", type=_at_least_one, metavar="N", help="budget: tokens")
     run.add_argument("--max-cost", type=_positive_float, metavar="USD", help="budget: cost")
     run.add_argument(
         "--timeout",
@@ -385,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-retries",
-        type=_positive_int,
+        type=_non_negative,
         metavar="N",
         help="API retries on connection errors, 429 and 5xx",
     )
