@@ -220,35 +220,50 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         app = self.server.app
         path = urlsplit(self.path).path.rstrip("/") or "/"
-        rec = RequestRecord("GET", path, 0, time.time(), 0.0)
+        self._begin("GET", path)
         try:
             if path in ("/v1/models", "/models"):
                 data = [
                     {"id": m, "object": "model", "created": 0, "owned_by": "scripted"}
                     for m in app.models
                 ]
-                rec.status = self._send_json(200, {"object": "list", "data": data})
+                self._send_json(200, {"object": "list", "data": data})
             elif path in ("/", "/health"):
-                rec.status = self._send_json(200, {"status": "ok", "models": app.models})
+                self._send_json(200, {"status": "ok", "models": app.models})
             else:
-                rec.status = self._send_json(404, wire.openai_error(404, f"no route GET {path}"))
+                self._send_json(404, wire.openai_error(404, f"no route GET {path}"))
         finally:
-            rec.finished_at = time.time()
-            app._record(rec)
+            self._commit(0)
 
     # --- POST ------------------------------------------------------------------------
 
     def do_POST(self) -> None:
-        app = self.server.app
         path = urlsplit(self.path).path.rstrip("/")
-        rec = RequestRecord("POST", path, 0, time.time(), 0.0)
+        rec = self._begin("POST", path)
         try:
             self._post(path, rec)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away mid-response
         finally:
-            rec.finished_at = time.time()
-            app._record(rec)
+            self._commit(0)
+
+    def _begin(self, method: str, path: str) -> RequestRecord:
+        self._rec = RequestRecord(method, path, 0, time.time(), 0.0)
+        self._committed = False
+        return self._rec
+
+    def _commit(self, status: int) -> None:
+        """Record the request once, just before the client can see its outcome.
+
+        Recording before the last bytes go out means a test that got its response can
+        assert on ``stats`` right away, without racing the handler thread.
+        """
+        if self._committed:
+            return
+        self._committed = True
+        self._rec.status = status or self._rec.status
+        self._rec.finished_at = time.time()
+        self.server.app._record(self._rec)
 
     def _post(self, path: str, rec: RequestRecord) -> None:
         app = self.server.app
@@ -256,11 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self._read_body()
         except ValueError as e:
-            rec.status = self._send_json(400, wire.openai_error(400, str(e)))
+            self._send_json(400, wire.openai_error(400, str(e)))
             self.close_connection = True
             return
         if route is None:
-            rec.status = self._send_json(404, wire.openai_error(404, f"no route POST {path}"))
+            self._send_json(404, wire.openai_error(404, f"no route POST {path}"))
             return
         api = "anthropic" if route.startswith("anthropic") else "openai"
         rec.api = api
@@ -268,16 +283,16 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
             req = wire.parse_anthropic(body) if api == "anthropic" else wire.parse_openai(body)
         except json.JSONDecodeError as e:
-            rec.status = self._send_error(api, 400, f"the request body is not valid JSON: {e}")
+            self._send_error(api, 400, f"the request body is not valid JSON: {e}")
             return
         except wire.BadRequest as e:
-            rec.status = self._send_error(api, 400, e.message, e.param)
+            self._send_error(api, 400, e.message, e.param)
             return
         rec.model, rec.stream, rec.last_user = req.model, req.stream, req.last_user[:200]
         if route == "anthropic-count":
             rec.api = "anthropic-count"  # not a completion: keep it out of token totals
             prompt_tokens, _ = app.model.usage_for(req, Reply())
-            rec.status = self._send_json(200, {"input_tokens": prompt_tokens})
+            self._send_json(200, {"input_tokens": prompt_tokens})
             return
 
         fault = app._faults.take(req)
@@ -287,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             if fault.kind != "delay":
-                rec.status = self._fail(api, req, fault)
+                self._fail(api, req, fault)
                 return
 
         try:
@@ -297,20 +312,18 @@ class _Handler(BaseHTTPRequestHandler):
                 stopping = app._wait(app.latency_for(req.model) + reply.latency)
         except Exception as e:  # a rule or skill raised: report it like an API failure
             traceback.print_exc(file=sys.stderr)
-            rec.status = self._send_error(
-                api, 500, f"scripted model failed: {type(e).__name__}: {e}"
-            )
+            self._send_error(api, 500, f"scripted model failed: {type(e).__name__}: {e}")
             return
         if stopping:
             self._drop()
             return
         rec.prompt_tokens, rec.completion_tokens = usage
         if req.stream:
-            rec.status = self._stream(api, req, reply, usage)
+            self._stream(api, req, reply, usage)
         elif api == "anthropic":
-            rec.status = self._send_json(200, wire.anthropic_message(req, reply, usage))
+            self._send_json(200, wire.anthropic_message(req, reply, usage))
         else:
-            rec.status = self._send_json(200, wire.openai_completion(req, reply, usage))
+            self._send_json(200, wire.openai_completion(req, reply, usage))
 
     # --- faults ----------------------------------------------------------------------
 
@@ -338,6 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Close the connection without sending anything."""
         self.close_connection = True
+        self._commit(0)
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
@@ -392,6 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
+        self._commit(status)
         self.wfile.write(body)
         return status
 
@@ -413,9 +428,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
         self.end_headers()
+        held: bytes | None = None  # the last event goes out after the request is recorded
         for event in events:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-        self.wfile.write(b"0\r\n\r\n")
+            if held is not None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(held), held))
+            held = event
+        self._commit(200)
+        tail = b"%x\r\n%s\r\n" % (len(held), held) if held else b""
+        self.wfile.write(tail + b"0\r\n\r\n")
         return 200
 
 
