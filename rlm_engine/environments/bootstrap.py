@@ -1,7 +1,7 @@
 """How the host starts a worker on any ``python3``: a tiny ``-c`` program plus a source bundle.
 
 The bootstrap reads one protocol frame from fd 0 holding the sources of ``protocol.py``,
-``repl_core.py`` and ``worker.py``, installs them as modules and calls ``worker.main()``.
+``repl_core.py``, ``landlock.py`` and ``worker.py``, installs them as modules and calls ``worker.main()``.
 Nothing is copied into the worker's file system, so the same start-up works for a local
 process, a bubblewrap sandbox with a read-only root and a container from a stock image.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from rlm_engine.environments import protocol
 
 _HERE = Path(__file__).resolve().parent
-_MODULES = ("protocol", "repl_core", "worker")
+_MODULES = ("protocol", "repl_core", "landlock", "worker")
 
 BOOTSTRAP_CODE = """\
 import json, os, sys, types

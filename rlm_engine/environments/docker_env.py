@@ -29,7 +29,14 @@ from typing import Any
 
 from rlm_engine.environments.bootstrap import worker_command
 from rlm_engine.environments.channel import WorkerChannel, describe_returncode
-from rlm_engine.environments.isolation import WorkArea, allocate_uid, is_root, minimal_env
+from rlm_engine.environments.isolation import (
+    DEVICE_WRITE_PATHS,
+    SYSTEM_READ_PATHS,
+    WorkArea,
+    allocate_uid,
+    is_root,
+    minimal_env,
+)
 from rlm_engine.environments.worker_env import WorkerEnvironment
 
 DEFAULT_IMAGE = "python:3.12-slim"
@@ -185,6 +192,11 @@ class DockerEnvironment(WorkerEnvironment):
 
     def _context_path_in_worker(self, area: WorkArea) -> str | None:
         return CONTEXT_PATH if area.context_file else None
+
+    def _landlock_paths(self, area: WorkArea) -> tuple[list[str], list[str]]:
+        """Defence in depth where the daemon's seccomp profile lets Landlock through."""
+        read = [*SYSTEM_READ_PATHS, "/usr/local", CONTEXT_PATH]
+        return read, [WORK_DIR, *DEVICE_WRITE_PATHS]
 
     def container_kwargs(self, area: WorkArea) -> dict[str, Any]:
         """Everything passed to ``containers.create``; public so it can be audited."""

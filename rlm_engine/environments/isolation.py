@@ -177,6 +177,19 @@ def write_context(path: Path, context: Any) -> str:
     return "json"
 
 
+SYSTEM_READ_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/proc", "/dev"]
+DEVICE_WRITE_PATHS = ["/dev/null", "/dev/zero", "/dev/full"]
+
+
+def interpreter_prefixes(python: str) -> list[str]:
+    """Directories an interpreter reads its standard library from."""
+    real = os.path.realpath(python)
+    out = [os.path.dirname(os.path.dirname(real))]
+    if os.path.realpath(sys.executable) == real or python == sys.executable:
+        out += [sys.base_prefix, sys.prefix]
+    return sorted(set(out))
+
+
 _KILL_ALL_CODE = (
     "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
 )

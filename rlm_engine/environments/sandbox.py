@@ -18,9 +18,12 @@ from typing import Any
 from rlm_engine.environments.bootstrap import worker_command
 from rlm_engine.environments.channel import ProcessChannel, WorkerChannel
 from rlm_engine.environments.isolation import (
+    DEVICE_WRITE_PATHS,
+    SYSTEM_READ_PATHS,
     WorkArea,
     find_interpreter,
     host_site_packages,
+    interpreter_prefixes,
     kill_uid_processes,
     minimal_env,
 )
@@ -71,6 +74,13 @@ class SandboxEnvironment(WorkerEnvironment):
 
     def _worker_sys_path(self) -> list[str]:
         return host_site_packages() if self.share_site_packages else []
+
+    def _landlock_paths(self, area: WorkArea) -> tuple[list[str], list[str]]:
+        """Inside the sandbox, Landlock adds what namespaces cannot: no TCP even to the
+        sandbox's own loopback, and no writes to its private /tmp."""
+        read = [*SYSTEM_READ_PATHS, *interpreter_prefixes(self.interpreter())]
+        read += self._worker_sys_path() + [CONTEXT_PATH]
+        return read, [WORK_DIR, *DEVICE_WRITE_PATHS]
 
     def bwrap_argv(self, area: WorkArea) -> list[str]:
         """The full command line; public so users can audit exactly what is shared."""

@@ -6,8 +6,12 @@ processes), the two-step per-cell timeout, and crash recovery. When the host run
 the worker also gets a fresh unprivileged uid, which closes 0700 directories such as
 /root, prevents signalling the host and lets the host kill every process the worker started.
 
-Not guaranteed: network isolation and a private view of the file system; the worker sees
-whatever its uid may read. Use ``sandbox`` or ``docker`` for untrusted input.
+Where the kernel supports Landlock (Linux >= 5.13; TCP rules >= 6.7) the worker also
+confines itself before the first cell: read-only access to system dirs, the interpreter,
+the host venv's packages and the context file, write access to the work dir only, no TCP
+bind/connect, and no signals to processes outside itself. ``env.confinement`` says what
+the kernel enforced. Not guaranteed: UDP and unix sockets, and anything Landlock cannot
+cover on older kernels. Prefer ``sandbox`` or ``docker`` for untrusted input.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from typing import Any
 from rlm_engine.environments.bootstrap import worker_command
 from rlm_engine.environments.channel import ProcessChannel, WorkerChannel
 from rlm_engine.environments.isolation import (
+    DEVICE_WRITE_PATHS,
+    SYSTEM_READ_PATHS,
     WorkArea,
     find_interpreter,
     host_site_packages,
+    interpreter_prefixes,
     kill_uid_processes,
     minimal_env,
 )
@@ -44,6 +51,13 @@ class SubprocessEnvironment(WorkerEnvironment):
 
     def _worker_sys_path(self) -> list[str]:
         return host_site_packages()
+
+    def _landlock_paths(self, area: WorkArea) -> tuple[list[str], list[str]]:
+        read = [*SYSTEM_READ_PATHS, "/sys/devices/system/cpu"]
+        read += interpreter_prefixes(self.interpreter()) + host_site_packages()
+        if area.context_file is not None:
+            read.append(str(area.context_file))
+        return read, [str(area.work), *DEVICE_WRITE_PATHS]
 
     async def _open_channel(self, area: WorkArea) -> WorkerChannel:
         return await ProcessChannel.spawn(

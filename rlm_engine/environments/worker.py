@@ -27,10 +27,11 @@ import threading
 from typing import Any
 
 try:  # shipped as top-level modules next to this file
+    import landlock  # type: ignore[import-not-found]
     import protocol  # type: ignore[import-not-found]
     import repl_core  # type: ignore[import-not-found]
 except ImportError:  # imported from the installed package (tests, debugging)
-    from rlm_engine.environments import protocol, repl_core
+    from rlm_engine.environments import landlock, protocol, repl_core
 
 _MARK_PREFIX = b"\x00\x01rlm-sync:"
 _MARK_SUFFIX = b"\x01\x00"
@@ -183,7 +184,7 @@ class Worker:
         raise repl_core.HostCallError(str(reply.get("error") or f"{name} failed"))
 
     # -- commands -------------------------------------------------------------------
-    def _init(self, message: dict[str, Any]) -> None:
+    def _init(self, message: dict[str, Any]) -> dict[str, Any] | None:
         for path in message.get("sys_path", []):
             if path not in sys.path:
                 sys.path.append(path)
@@ -196,6 +197,7 @@ class Worker:
         )
         del context
         apply_limits(message.get("limits") or {})
+        return confine(message.get("landlock"))
 
     def _redirect_fds(self) -> None:
         """fd 0 -> /dev/null, fds 1/2 -> the drained pipe; redone before every cell."""
@@ -237,11 +239,11 @@ class Worker:
             try:
                 if op == "init":
                     try:
-                        self._init(message)
+                        confinement = self._init(message)
                     except Exception as e:
                         self.send({"op": "init_error", "error": f"{type(e).__name__}: {e}"})
                         return
-                    self.send({"op": "ready"})
+                    self.send({"op": "ready", "confinement": confinement})
                 elif op == "exec":
                     self.send({"op": "done", "result": self._exec(message.get("code", ""))})
                 elif op == "get_var":
@@ -300,6 +302,19 @@ def apply_limits(limits: dict[str, Any]) -> None:
     lower(resource.RLIMIT_CPU, limits.get("cpu_seconds"), hard_extra=5)
     lower(resource.RLIMIT_FSIZE, limits.get("file_size_bytes"))
     lower(resource.RLIMIT_NPROC, limits.get("max_processes"))
+
+
+def confine(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Apply the host's Landlock allow-list; ``required`` turns "unsupported" into an error."""
+    if not spec:
+        return None
+    try:
+        report = landlock.restrict(list(spec.get("read", [])), list(spec.get("write", [])))
+    except OSError as e:
+        report = {"abi": -1, "filesystem": False, "tcp": False, "scoped": False, "error": str(e)}
+    if spec.get("required") and not report["filesystem"]:
+        raise RuntimeError(f"Landlock was required but could not be applied: {report}")
+    return report
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ class WorkerEnvironment(Environment):
     available to REPL code on top of the interpreter and the loaded context),
     ``cpu_seconds`` (CPU time per worker life), ``file_size_mb``, ``max_processes``,
     ``kill_grace`` (seconds between interrupt and kill), ``start_timeout``, ``env`` (extra
-    environment variables; nothing is inherited from the host).
+    environment variables; nothing is inherited from the host), ``landlock`` (None: confine
+    the worker with Landlock where the kernel supports it; True: require it; False: off).
     """
 
     #: Label used in messages to the LM ("subprocess", "sandbox", "docker").
@@ -60,6 +61,7 @@ class WorkerEnvironment(Environment):
         kill_grace: float = 2.0,
         start_timeout: float = 60.0,
         env: dict[str, str] | None = None,
+        landlock: bool | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(timeout=timeout, max_output_chars=max_output_chars, **kw)
@@ -70,6 +72,9 @@ class WorkerEnvironment(Environment):
         self.kill_grace = kill_grace
         self.start_timeout = start_timeout
         self.extra_env = dict(env or {})
+        self.landlock = landlock
+        #: What the worker reported as enforced by Landlock (None: not requested).
+        self.confinement: dict[str, Any] | None = None
         self.uid: int | None = None
         self.area: WorkArea | None = None
         self.restarts = 0
@@ -94,6 +99,18 @@ class WorkerEnvironment(Environment):
     def _worker_sys_path(self) -> list[str]:
         """Extra import paths for the worker (the host venv, where it is reachable)."""
         return []
+
+    def _landlock_paths(self, area: WorkArea) -> tuple[list[str], list[str]] | None:
+        """(read-only, writable) paths as the worker sees them; None: no Landlock."""
+        return None
+
+    def _landlock_spec(self, area: WorkArea) -> dict[str, Any] | None:
+        paths = None if self.landlock is False else self._landlock_paths(area)
+        if paths is None:
+            if self.landlock:
+                raise RuntimeError(f"landlock=True is not supported by the {self.kind} environment")
+            return None
+        return {"read": paths[0], "write": paths[1], "required": bool(self.landlock)}
 
     def _choose_uid(self) -> int | None:
         """The uid the worker runs as: a fresh one when the host may switch uids."""
@@ -135,6 +152,7 @@ class WorkerEnvironment(Environment):
                     "max_output_chars": self.max_output_chars,
                     "sys_path": self._worker_sys_path(),
                     "limits": self._limits(),
+                    "landlock": self._landlock_spec(self.area),
                 }
             )
             ready = await self._reply(self.start_timeout + self.area.context_bytes / (50 * _MB))
@@ -143,6 +161,7 @@ class WorkerEnvironment(Environment):
             if ready.get("op") != "ready":
                 raise WorkerCrashed(f"unexpected {ready.get('op')!r} frame during start-up")
             self.worker_info = hello
+            self.confinement = ready.get("confinement")
         except (WorkerCrashed, TimeoutError, ConnectionError, OSError) as e:
             detail = await self._shutdown_worker()
             raise RuntimeError(
