@@ -1,0 +1,157 @@
+"""An engine ``LMClient`` that calls a ``dspy.LM``, so DSPy sees every call.
+
+DSPy's settings (``dspy.context(lm=...)``, the usage tracker, the optimizer's trace, the
+caller modules that collect history) live in a context variable. The engine runs sub-calls
+as tasks started from REPL threads, which do not inherit it, so clients here take a
+snapshot of the caller's settings (``settings_snapshot``) and re-enter it around each call
+(``dspy_scope``). Each call also runs under its own nested usage tracker: DSPy rolls it up
+into the caller's tracker, and the engine's ``Usage`` ledger gets the exact token counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dspy
+from dspy.dsp.utils.settings import thread_local_overrides
+from dspy.utils.usage_tracker import track_usage
+
+from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.types import LMResponse, Message
+
+T = TypeVar("T")
+
+
+def settings_snapshot() -> Any:
+    """The calling thread's DSPy overrides, to re-enter from other threads and tasks."""
+    return thread_local_overrides.get()
+
+
+@contextlib.contextmanager
+def dspy_scope(snapshot: Any) -> Iterator[None]:
+    """Run with the DSPy settings captured by ``settings_snapshot``."""
+    if snapshot is None:
+        yield
+        return
+    token = thread_local_overrides.set(snapshot)
+    try:
+        yield
+    finally:
+        thread_local_overrides.reset(token)
+
+
+@dataclass
+class Measured:
+    """Tokens DSPy's usage tracker saw during one call (cache hits count zero)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str | None = None
+
+
+async def measured(call: Callable[[], Awaitable[T]]) -> tuple[T, Measured]:
+    """Await ``call()`` under a nested usage tracker; returns its result and its tokens."""
+    with track_usage() as tracker:
+        result = await call()
+    m = Measured()
+    for model, entries in tracker.usage_data.items():
+        m.model = m.model or model
+        for entry in entries:
+            m.input_tokens += int(entry.get("prompt_tokens") or entry.get("input_tokens") or 0)
+            m.output_tokens += int(
+                entry.get("completion_tokens") or entry.get("output_tokens") or 0
+            )
+    return result, m
+
+
+def lm_name(lm: Any) -> str:
+    return str(getattr(lm, "model", None) or type(lm).__name__)
+
+
+def cost_of(model: str, m: Measured, pricing: Any = None) -> float | None:
+    """USD cost from the engine's price table (DSPy usage entries carry no price)."""
+    bare = model.split("/", 1)[-1]
+    return compute_cost(price_for(bare, pricing), m.input_tokens, m.output_tokens)
+
+
+def resolve_lm(lm: Any) -> Any:
+    """``lm`` itself, else the LM DSPy is configured with right now."""
+    target = lm if lm is not None else dspy.settings.lm
+    if target is None:
+        raise RuntimeError(
+            "No DSPy LM is configured: call dspy.configure(lm=dspy.LM(...)), wrap the call in "
+            "dspy.context(lm=...), or pass sub_lm=... to RLMModule."
+        )
+    return target
+
+
+async def call_lm_messages(lm: Any, messages: list[Message]) -> str:
+    """One chat completion through a DSPy LM: lm15 requests for ``dspy.LM``, else legacy."""
+    if isinstance(lm, dspy.LM):
+        from dspy.lm15 import Message as LMMessage
+        from dspy.lm15 import Request
+
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
+        turns = [
+            LMMessage.assistant(m["content"])
+            if m["role"] == "assistant"
+            else LMMessage.user(m["content"])
+            for m in messages
+            if m["role"] != "system"
+        ]
+        response = await lm.acall(Request(model=lm.model, messages=tuple(turns), system=system))
+        return response.text or ""
+    with warnings.catch_warnings():  # custom BaseLMs only speak the legacy messages= form
+        warnings.simplefilter("ignore", DeprecationWarning)
+        outputs = await lm.acall(messages=messages)
+    first = outputs[0] if outputs else ""
+    return first.get("text", "") if isinstance(first, dict) else str(first)
+
+
+class DSPyLMClient(LMClient):
+    """Engine client over a DSPy LM (``None``: ``dspy.settings.lm`` at call time).
+
+    Usable on its own, e.g. ``RLM(backend=DSPyLMClient(dspy.LM(...)))``; DSPy's history,
+    cache and usage tracking see the calls.
+    """
+
+    def __init__(
+        self,
+        lm: Any = None,
+        *,
+        snapshot: Any = None,
+        pricing: Any = None,
+        context_chars: int = 100_000,
+    ) -> None:
+        self.lm = lm
+        self.snapshot = snapshot if snapshot is not None else settings_snapshot()
+        self.pricing = pricing
+        self.context_chars = context_chars
+        self.model_name = lm_name(lm) if lm is not None else "dspy.settings.lm"
+
+    async def acomplete(
+        self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
+    ) -> LMResponse:
+        with dspy_scope(self.snapshot):
+            lm = resolve_lm(self.lm)
+            if model is not None and model != lm_name(lm):
+                raise ValueError(
+                    f"model={model!r} is not available here: calls go to the DSPy LM "
+                    f"{lm_name(lm)!r}. Drop the model argument or configure another LM."
+                )
+            text, m = await measured(lambda: call_lm_messages(lm, messages))
+        name = lm_name(lm)
+        return LMResponse(
+            text=text,
+            model=name,
+            input_tokens=m.input_tokens,
+            output_tokens=m.output_tokens,
+            cost=cost_of(name, m, self.pricing),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"client": "dspy", "model": self.model_name}

@@ -1,0 +1,302 @@
+"""``RLMModule``: a DSPy module that runs the engine's RLM loop, typed by a DSPy signature.
+
+Each call builds the engine pieces from scratch (clients, REPL, session) and drops them at
+the end, so the module holds only predictors and plain settings: optimizers can deep-copy
+it, run copies on threads, and save/load it like any DSPy program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import dspy
+from dspy.adapters.types.tool import Tool
+from dspy.signatures.signature import ensure_signature
+
+from rlm_engine.aio import run_sync
+from rlm_engine.environments import HostFunction
+from rlm_engine.session import RLMConfig, RLMResult, RLMSession, Shared, run
+from rlm_integrations.dspy.lm_client import dspy_scope, settings_snapshot
+from rlm_integrations.dspy.outputs import (
+    SubmissionError,
+    coerce_submission,
+    decode_answer,
+    encode_answer,
+)
+from rlm_integrations.dspy.predictor_clients import RootTurnClient, SubCallClient, TurnSetup
+from rlm_integrations.dspy.repl_setup import SUBMIT_TOOL, setup_code
+from rlm_integrations.dspy.signatures import (
+    REPL_NAMES,
+    check_task_signature,
+    extract_signature,
+    root_signature,
+    runtime_note,
+    sub_signature,
+)
+from rlm_integrations.dspy.turns import describe_inputs
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+class RLMRunError(RuntimeError):
+    """The RLM run ended without an answer that fits the signature."""
+
+    def __init__(self, message: str, result: RLMResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RLMModule(dspy.Module):
+    """A Recursive Language Model as a DSPy module.
+
+    Every input field becomes a REPL variable (the root LM sees names, types, sizes and
+    previews only); the root LM finishes with ``SUBMIT(field=value, ...)``, checked against
+    the output field types. Three predictors can be optimized: ``root`` (one RLM turn; its
+    instructions are the RLM prompt), ``sub_query`` (the template of ``llm_query``
+    prompts) and ``extract`` (answers from the history when turns run out).
+
+    LMs are read at call time: the root uses ``root.lm`` or ``dspy.settings.lm``; sub-calls
+    use ``sub_lm`` if given, else the same LM.
+    """
+
+    def __init__(
+        self,
+        signature: str | type[dspy.Signature],
+        *,
+        sub_lm: Any = None,
+        environment: str = "local",
+        environment_kwargs: dict[str, Any] | None = None,
+        max_iterations: int = 20,
+        max_depth: int = 1,
+        max_llm_calls: int | None = None,
+        max_tokens: int | None = None,
+        max_cost: float | None = None,
+        timeout: float | None = None,
+        max_concurrency: int = 16,
+        max_output_chars: int = 20_000,
+        tools: list[Callable[..., Any] | Tool] | None = None,
+        pricing: Any = None,
+        log_dir: str | None = None,
+        verbose: bool = False,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        super().__init__()
+        self.signature = ensure_signature(signature)
+        check_task_signature(self.signature)
+        # Validates the limits now instead of on the first call.
+        RLMConfig(
+            max_iterations=max_iterations, max_depth=max_depth, max_concurrency=max_concurrency
+        )
+        self.sub_lm = sub_lm
+        self.environment = environment
+        self.environment_kwargs = dict(environment_kwargs or {})
+        self.max_iterations = max_iterations
+        self.max_depth = max_depth
+        self.max_llm_calls = max_llm_calls
+        self.max_tokens = max_tokens
+        self.max_cost = max_cost
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.max_output_chars = max_output_chars
+        self.pricing = pricing
+        self.log_dir = log_dir
+        self.verbose = verbose
+        self.on_event = on_event
+        self.tools = _normalize_tools(tools, self.signature)
+        self.root = dspy.Predict(root_signature(self.signature, _tools_doc(self.tools)))
+        self.sub_query = dspy.Predict(sub_signature())
+        self.extract = dspy.Predict(extract_signature(self.signature))
+
+    # -- public interface -----------------------------------------------------------------
+    def forward(self, **inputs: Any) -> dspy.Prediction:
+        return run_sync(self._arun(inputs))
+
+    async def aforward(self, **inputs: Any) -> dspy.Prediction:
+        return await self._arun(inputs)
+
+    # -- one call --------------------------------------------------------------------------
+    def _check_inputs(self, inputs: dict[str, Any]) -> None:
+        expected = set(self.signature.input_fields)
+        missing = sorted(expected - set(inputs))
+        unexpected = sorted(set(inputs) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"RLMModule{tuple(self.signature.input_fields)} got missing inputs {missing} "
+                f"and unexpected inputs {unexpected}."
+            )
+
+    def _config(self, submit: HostFunction, snapshot: Any) -> RLMConfig:
+        tools = {SUBMIT_TOOL: submit}
+        for name, tool in self.tools.items():
+            tools[name] = HostFunction(name, _host_tool(tool, snapshot), tool.desc or "")
+        return RLMConfig(
+            environment=self.environment,
+            environment_kwargs=dict(self.environment_kwargs),
+            max_iterations=self.max_iterations,
+            max_depth=self.max_depth,
+            max_concurrency=self.max_concurrency,
+            max_llm_calls=self.max_llm_calls,
+            max_tokens=self.max_tokens,
+            max_cost=self.max_cost,
+            timeout=self.timeout,
+            max_output_chars=self.max_output_chars,
+            tools=tools,
+        )
+
+    async def _arun(self, inputs: dict[str, Any]) -> dspy.Prediction:
+        self._check_inputs(inputs)
+        snapshot = settings_snapshot()
+        signature = self.signature
+
+        async def submit(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+            try:
+                values = coerce_submission(signature, list(args), dict(kwargs))
+            except SubmissionError as e:
+                return {"error": str(e)}
+            return {"error": None, "answer": encode_answer(values)}
+
+        config = self._config(HostFunction(SUBMIT_TOOL, submit), snapshot)
+        descs = {
+            n: (f.json_schema_extra or {}).get("desc", "")
+            for n, f in signature.input_fields.items()
+        }
+        descs = {n: d for n, d in descs.items() if d and d != f"${{{n}}}"}
+        setup = TurnSetup(
+            variables_info=describe_inputs(inputs, descs),
+            max_iterations=self.max_iterations,
+            runtime_note=runtime_note(
+                max_iterations=self.max_iterations,
+                max_depth=self.max_depth,
+                max_llm_calls=self.max_llm_calls,
+                environment=_env_name(self.environment),
+            ),
+        )
+        root = RootTurnClient(
+            self.root, self.extract, signature, setup, snapshot=snapshot, pricing=self.pricing
+        )
+        sub = SubCallClient(self.sub_query, self.sub_lm, snapshot=snapshot, pricing=self.pricing)
+        logger = None
+        if self.log_dir:
+            from rlm_engine.logger import RLMLogger
+
+            logger = RLMLogger(self.log_dir)
+        shared = Shared(
+            config, root_client=root, sub_client=sub, logger=logger, on_event=self._handler()
+        )
+        query = (
+            f"Produce {', '.join(signature.output_fields)} from the inputs "
+            f"{', '.join(signature.input_fields)} (RLMModule)."
+        )
+        session = await RLMSession.open(config, dict(inputs), query, shared=shared)
+        try:
+            root.bind(session)
+            ready = await session.env.execute(setup_code(list(signature.input_fields)))
+            if ready.error:
+                raise RuntimeError(f"RLMModule could not prepare the REPL: {ready.error}")
+            result = await run(session)
+        finally:
+            await session.close()
+            await shared.aclose()
+        with dspy_scope(snapshot):
+            return self._prediction(result)
+
+    def _prediction(self, result: RLMResult) -> dspy.Prediction:
+        text = result.response if result.status == "final" else result.partial_answer
+        if text is None:
+            raise RLMRunError(
+                f"The RLM run ended with status {result.status!r} and no answer"
+                + (f": {result.error}" if result.error else ".")
+                + " Raise max_iterations / the budget, or check the LM.",
+                result,
+            )
+        try:
+            values = decode_answer(self.signature, text)
+        except SubmissionError as e:
+            raise RLMRunError(
+                f"The RLM run ended with status {result.status!r}; its answer does not fit the "
+                f"signature: {e}",
+                result,
+            ) from None
+        usage = result.usage.to_dict()
+        usage.pop("records", None)
+        return dspy.Prediction(
+            **values,
+            trajectory=[it.to_dict() for it in result.iterations],
+            usage=usage,
+            status=result.status,
+            run_id=result.run_id,
+        )
+
+    def _handler(self) -> EventHandler | None:
+        handlers = [h for h in (self.on_event,) if h is not None]
+        if self.verbose:
+            from rlm_engine.display import VerbosePrinter
+
+            handlers.append(VerbosePrinter())
+        if not handlers:
+            return None
+        if len(handlers) == 1:
+            return handlers[0]
+        return lambda event: [h(event) for h in handlers] and None
+
+
+def _env_name(environment: Any) -> str:
+    if isinstance(environment, str):
+        return environment
+    cls = environment if isinstance(environment, type) else type(environment)
+    return cls.__name__
+
+
+def _normalize_tools(
+    tools: list[Callable[..., Any] | Tool] | None, signature: type[dspy.Signature]
+) -> dict[str, Tool]:
+    if tools is None:
+        return {}
+    if isinstance(tools, dict):
+        raise TypeError("tools must be a list of functions or dspy.Tool objects, not a dict.")
+    out: dict[str, Tool] = {}
+    for item in tools:
+        tool = item if isinstance(item, Tool) else Tool(item)
+        name = tool.name
+        if not name.isidentifier() or name.startswith("_"):
+            raise ValueError(f"Tool name {name!r} must be a public Python identifier.")
+        if name in REPL_NAMES or name in signature.input_fields or name in out:
+            raise ValueError(f"Tool name {name!r} clashes with a REPL function, input or tool.")
+        out[name] = tool
+    return out
+
+
+def _tools_doc(tools: dict[str, Tool]) -> str:
+    lines = []
+    for tool in tools.values():
+        params = ", ".join(tool.args or {})
+        desc = " ".join((tool.desc or "").split())
+        lines.append(f"- `{tool.name}({params})`" + (f": {desc}" if desc else ""))
+    return "\n".join(lines)
+
+
+def _host_tool(tool: Tool, snapshot: Any) -> Callable[..., Any]:
+    """A user tool as an engine host function: positional args mapped onto its parameters."""
+    names = list(tool.args or {})
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(names):
+            raise TypeError(f"{tool.name}() takes {len(names)} arguments, got {len(args)}")
+        kwargs = {**dict(zip(names, args, strict=False)), **kwargs}
+        func = tool.func
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+        ):
+            with dspy_scope(snapshot):
+                return await tool.acall(**kwargs)
+
+        def sync_call() -> Any:
+            with dspy_scope(snapshot):
+                return tool(**kwargs)
+
+        return await asyncio.to_thread(sync_call)
+
+    return call
