@@ -18,8 +18,7 @@ from rlm_engine import RLM
 def make_haystack(size_chars: int = 2_000_000, seed: int = 7) -> tuple[str, str]:
     """A long log-like document with one hidden fact; returns (document, secret)."""
     rng = random.Random(seed)
-    words = ("alpha beta gamma delta system module report review status update metric "
-             "quarterly budget vendor shipment ticket customer region latency").split()
+    words = ["alpha", "beta", "gamma", "delta", "system", "module", "report", "review", "status", "update", "metric", "quarterly", "budget", "vendor", "shipment", "ticket", "customer", "region", "latency"]
     secret = f"{rng.randint(100000, 999999)}"
     lines: list[str] = []
     total = 0
@@ -33,11 +32,19 @@ def make_haystack(size_chars: int = 2_000_000, seed: int = 7) -> tuple[str, str]
 
 def pick_backend() -> tuple[str, dict, str]:
     if os.environ.get("RLM_API_URL"):
-        return "openai", {"model_name": os.environ.get("RLM_MODEL", "auto")}, "OpenAI-compatible server at RLM_API_URL"
+        return (
+            "openai",
+            {"model_name": os.environ.get("RLM_MODEL", "auto")},
+            "OpenAI-compatible server at RLM_API_URL",
+        )
     if os.environ.get("OPENAI_API_KEY"):
         return "openai", {"model_name": os.environ.get("RLM_MODEL", "gpt-5-mini")}, "OpenAI"
     if os.environ.get("ANTHROPIC_API_KEY"):
-        return "anthropic", {"model_name": os.environ.get("RLM_MODEL", "claude-sonnet-4-5")}, "Anthropic"
+        return (
+            "anthropic",
+            {"model_name": os.environ.get("RLM_MODEL", "claude-sonnet-4-5")},
+            "Anthropic",
+        )
     return "scripted", {}, "the built-in offline scripted model (set OPENAI_API_KEY for a real one)"
 
 
@@ -52,9 +59,11 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     u = result.usage
     print(f"Answer: {result.answer}  (status: {result.status}, expected: {secret})")
-    print(f"Iterations: {len(result.iterations)}, LM calls: {u.total.calls} "
-          f"(root {u.root.calls}, sub {u.sub.calls}), tokens: {u.total.total_tokens:,}, "
-          f"time: {elapsed:.2f} s")
+    print(
+        f"Iterations: {len(result.iterations)}, LM calls: {u.total.calls} "
+        f"(root {u.root.calls}, sub {u.sub.calls}), tokens: {u.total.total_tokens:,}, "
+        f"time: {elapsed:.2f} s"
+    )
     if result.status != "final" or secret not in (result.answer or ""):
         raise SystemExit(1)
 

@@ -19,8 +19,10 @@ async def _batched(prompts: list[str], model: str | None = None) -> list[str]:
 
 
 def _functions() -> dict[str, HostFunction]:
-    return {"llm_query": HostFunction("llm_query", _echo),
-            "llm_query_batched": HostFunction("llm_query_batched", _batched)}
+    return {
+        "llm_query": HostFunction("llm_query", _echo),
+        "llm_query_batched": HostFunction("llm_query_batched", _batched),
+    }
 
 
 async def _env(context: Any = "the context", **kw: Any) -> LocalEnvironment:
@@ -50,7 +52,9 @@ async def test_context_is_not_copied() -> None:
 async def test_host_calls_and_batched_concurrency() -> None:
     env = await _env()
     started = time.perf_counter()
-    r = await env.execute("out = llm_query_batched([str(i) for i in range(20)])\nprint(out[3], len(out))")
+    r = await env.execute(
+        "out = llm_query_batched([str(i) for i in range(20)])\nprint(out[3], len(out))"
+    )
     elapsed = time.perf_counter() - started
     assert r.stdout.strip() == "echo:3 20"
     assert elapsed < 20 * 0.05  # 20 sequential calls would take 1 s; they ran concurrently

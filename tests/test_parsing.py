@@ -11,9 +11,12 @@ from rlm_engine.parsing import FinalDirective, find_code_blocks, find_final, tru
     ("text", "expected"),
     [
         ("Done.\nFINAL(42)", FinalDirective("FINAL", "42")),
-        ("FINAL(The answer is f(x) = (a + b))", FinalDirective("FINAL", "The answer is f(x) = (a + b)")),
+        (
+            "FINAL(The answer is f(x) = (a + b))",
+            FinalDirective("FINAL", "The answer is f(x) = (a + b)"),
+        ),
         ("FINAL(multi\nline\nanswer)", FinalDirective("FINAL", "multi\nline\nanswer")),
-        ("FINAL(\"quoted (string)\")", FinalDirective("FINAL", "quoted (string)")),
+        ('FINAL("quoted (string)")', FinalDirective("FINAL", "quoted (string)")),
         ("FINAL(don't stop (me) now)", FinalDirective("FINAL", "don't stop (me) now")),
         ("FINAL(smile :) )", FinalDirective("FINAL", "smile :)")),
         ("FINAL(unclosed answer", FinalDirective("FINAL", "unclosed answer")),

@@ -45,8 +45,9 @@ class AnthropicClient(LMClient):
             "max_retries": max_retries,
             "timeout": timeout,
         }
+        self._common = common
         self._async = anthropic.AsyncAnthropic(**common)
-        self._sync = anthropic.Anthropic(**common)
+        self._sync_client: anthropic.Anthropic | None = None
         self.base_url = common["base_url"]
         self.model_name = model_name or "claude-sonnet-4-5"
         self.max_tokens = max_tokens
@@ -54,6 +55,12 @@ class AnthropicClient(LMClient):
         self.completion_kwargs = completion_kwargs
         if context_chars:
             self.context_chars = context_chars
+
+    @property
+    def _sync(self) -> anthropic.Anthropic:
+        if self._sync_client is None:
+            self._sync_client = anthropic.Anthropic(**self._common)
+        return self._sync_client
 
     def _kwargs(
         self, messages: list[Message], model: str | None, timeout: float | None
@@ -102,7 +109,8 @@ class AnthropicClient(LMClient):
 
     async def aclose(self) -> None:
         await self._async.close()
-        self._sync.close()
+        if self._sync_client is not None:
+            self._sync_client.close()
 
     def describe(self) -> dict[str, Any]:
         return {"client": "anthropic", "model": self.model_name, "base_url": self.base_url}

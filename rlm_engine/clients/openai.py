@@ -2,6 +2,9 @@
 
 The SDK retries timeouts, 429 and 5xx with exponential backoff (``max_retries``); we add
 one more retry for bodies that do not parse, which some local servers send under load.
+Requests go through the SDK's generic ``post`` (same retries, auth and timeouts): its typed
+``chat.completions.create`` re-validates the whole message history on every call, which
+cost 5-15 ms per root call on long RLM conversations.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from rlm_engine.clients.base import LMClient, compute_cost, price_for
 from rlm_engine.types import LMResponse, Message
@@ -54,8 +58,9 @@ class OpenAIClient(LMClient):
             "timeout": timeout,
             "default_headers": default_headers,
         }
+        self._common = common
         self._async = openai.AsyncOpenAI(**common)
-        self._sync = openai.OpenAI(**common)
+        self._sync_client: openai.OpenAI | None = None
         self._requested_model = model_name
         self.model_name = model_name if model_name not in (None, "", "auto") else "auto"
         self._pricing = pricing
@@ -86,11 +91,18 @@ class OpenAIClient(LMClient):
             raise RuntimeError(f"The server at {self.base_url} lists no models; set model_name.")
         return models[0]
 
-    def _kwargs(self, messages: list[Message], model: str, timeout: float | None) -> dict[str, Any]:
-        kw: dict[str, Any] = {"model": model, "messages": messages, **self.completion_kwargs}
-        if timeout is not None:
-            kw["timeout"] = timeout
-        return kw
+    @property
+    def _sync(self) -> openai.OpenAI:
+        if self._sync_client is None:  # most runs are async-only; skip the second pool
+            self._sync_client = openai.OpenAI(**self._common)
+        return self._sync_client
+
+    def _request(
+        self, messages: list[Message], model: str, timeout: float | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": messages, **self.completion_kwargs}
+        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        return {"cast_to": ChatCompletion, "body": body, "options": options}
 
     def _to_response(self, completion: Any, model: str) -> LMResponse:
         if not getattr(completion, "choices", None):
@@ -116,8 +128,8 @@ class OpenAIClient(LMClient):
         name = await self._model(model)
         for attempt in range(_MALFORMED_RETRIES + 1):
             try:
-                completion = await self._async.chat.completions.create(
-                    **self._kwargs(messages, name, timeout)
+                completion = await self._async.post(
+                    "/chat/completions", **self._request(messages, name, timeout)
                 )
                 return self._to_response(completion, name)
             except (json.JSONDecodeError, ValueError, openai.APIResponseValidationError):
@@ -132,12 +144,13 @@ class OpenAIClient(LMClient):
         name = model or (self.model_name if self.model_name != "auto" else None)
         if name is None:
             return super().complete(messages, model=model, timeout=timeout)
-        completion = self._sync.chat.completions.create(**self._kwargs(messages, name, timeout))
+        completion = self._sync.post("/chat/completions", **self._request(messages, name, timeout))
         return self._to_response(completion, name)
 
     async def aclose(self) -> None:
         await self._async.close()
-        self._sync.close()
+        if self._sync_client is not None:
+            self._sync_client.close()
 
     def describe(self) -> dict[str, Any]:
         return {"client": "openai", "model": self.model_name, "base_url": self.base_url}
