@@ -1,6 +1,15 @@
-"""LangChain integration: RLMs as chat models, and chat models as RLM backends."""
+"""LangChain integration: RLMs as chat models, and chat models as RLM backends.
 
+- :class:`RLMChatModel`: a Recursive Language Model usable wherever a LangChain chat
+  model goes (chains, ``batch``, streaming, structured output, tools, agents).
+- :class:`LangChainClient`: the engine backend that lets any LangChain chat model be an
+  RLM's root or sub LM.
+- :class:`ScriptedChatModel`: the offline scripted model as a chat model, for demos and
+  tests without an API key.
+"""
+
+from rlm_integrations.langchain.chat_model import RLMChatModel, RLMError
 from rlm_integrations.langchain.client import LangChainClient
 from rlm_integrations.langchain.scripted import ScriptedChatModel
 
-__all__ = ["LangChainClient", "ScriptedChatModel"]
+__all__ = ["LangChainClient", "RLMChatModel", "RLMError", "ScriptedChatModel"]
