@@ -1,0 +1,345 @@
+"""The REPL protocol every environment must honour, run against local, subprocess, sandbox
+(real bubblewrap) and docker (real daemon, image from scripts/docker-test-image.sh).
+
+An environment that cannot run here fails its tests; set RLM_TESTS_ALLOW_NO_BWRAP=1 or
+RLM_TESTS_ALLOW_NO_DOCKER=1 to skip sandbox or docker explicitly (with a visible reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from rlm_engine import RLM
+from rlm_engine.aio import run_sync
+from rlm_engine.environments import Environment, HostFunction, make_environment
+from rlm_engine.environments.isolation import processes_of_uid
+from rlm_engine.environments.probe import probe
+from rlm_engine.environments.worker_env import WorkerEnvironment
+
+ALL = ["local", "subprocess", "sandbox", "docker"]
+ISOLATED = ["subprocess", "sandbox", "docker"]
+OPT_OUT = {"sandbox": "RLM_TESTS_ALLOW_NO_BWRAP", "docker": "RLM_TESTS_ALLOW_NO_DOCKER"}
+_probed: dict[str, str | None] = {}
+
+
+def env_kwargs(name: str) -> dict[str, Any]:
+    if name == "docker":
+        return {"image": os.environ.get("RLM_DOCKER_IMAGE", "rlm-sandbox:test")}
+    return {}
+
+
+def require(name: str) -> None:
+    """Fail (or, with the opt-out variable, skip) when ``name`` cannot run here."""
+    if name not in _probed:
+        _probed[name] = run_sync(probe(name, **env_kwargs(name)))
+    reason = _probed[name]
+    if reason is None:
+        return
+    flag = OPT_OUT.get(name)
+    if flag and os.environ.get(flag) == "1":
+        pytest.skip(f"{name} environment unavailable ({reason}); skipped because {flag}=1")
+    hint = f" Set {flag}=1 to skip it explicitly." if flag else ""
+    pytest.fail(f"{name} environment unavailable: {reason}.{hint}")
+
+
+Factory = Callable[..., Awaitable[Environment]]
+
+
+@pytest.fixture
+async def make_env(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+    name = request.param
+    require(name)
+    envs: list[Environment] = []
+
+    async def factory(
+        context: Any = "", functions: dict[str, HostFunction] | None = None, **kw: Any
+    ) -> Environment:
+        env = make_environment(name, {**env_kwargs(name), **kw})
+        envs.append(env)
+        await env.start(context, functions or {})
+        return env
+
+    yield factory
+    for env in envs:
+        await env.close()
+    for env in envs:  # nothing the worker started may outlive close()
+        if isinstance(env, WorkerEnvironment) and env.uid is not None and name != "docker":
+            assert processes_of_uid(env.uid) == []
+
+
+def every(names: list[str]) -> Any:
+    return pytest.mark.parametrize("make_env", names, indirect=True)
+
+
+def fn(name: str, f: Callable[..., Awaitable[Any]]) -> dict[str, HostFunction]:
+    return {name: HostFunction(name, f)}
+
+
+class Rendezvous:
+    """Host calls that finish only once ``n`` of them are in flight at the same time.
+
+    If the environment serialized calls, the first one would wait forever, so reaching the
+    rendezvous proves concurrency without measuring time.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n, self.in_flight, self.peak, self.invocations = n, 0, 0, 0
+        self.event = asyncio.Event()
+
+    async def one(self, prompt: str, model: str | None = None) -> str:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight >= self.n:
+            self.event.set()
+        try:
+            await asyncio.wait_for(self.event.wait(), 30)
+        finally:
+            self.in_flight -= 1
+        return f"answer:{prompt}"
+
+    async def batched(self, prompts: list[str], model: str | None = None) -> list[str]:
+        self.invocations += 1
+        return list(await asyncio.gather(*(self.one(p) for p in prompts)))
+
+
+# -- state and context ---------------------------------------------------------------------
+
+
+@every(ALL)
+async def test_state_persists_across_cells(make_env: Factory) -> None:
+    env = await make_env("ctx")
+    assert (await env.execute("x = 41\ndef inc(v):\n    return v + 1")).error is None
+    r = await env.execute("y = inc(x)\ny")
+    assert r.stdout == "42\n" and r.error is None
+    assert (await env.execute("SHOW_VARS()")).stdout.splitlines() == [
+        "inc: function",
+        "x: int",
+        "y: int",
+    ]
+    assert await env.list_variables() == {"inc": "function", "x": "int", "y": "int"}
+    assert await env.get_variable("y") == (True, "42")
+    assert await env.get_variable("nope") == (False, "")
+
+
+CONTEXTS = [
+    "line one\r\nline two\n\tü ✓ 日本",
+    {"doc": ["a", "b"], "n": 3, "nested": {"k": None}},
+    ["chunk 0", "chunk 1", "chunk 2"],
+    None,
+]
+
+
+@every(ALL)
+@pytest.mark.parametrize("context", CONTEXTS, ids=["str", "dict", "list", "none"])
+async def test_context_arrives_intact(make_env: Factory, context: Any) -> None:
+    env = await make_env(context)
+    r = await env.execute("print(repr(context))")
+    assert r.error is None
+    assert r.stdout == repr(context) + "\n"
+
+
+@every(ISOLATED)
+async def test_large_context_and_large_host_results(make_env: Factory) -> None:
+    context = "0123456789" * 2_000_000  # 20 MB: goes through the context file
+
+    async def big(n: int) -> str:
+        return "z" * n
+
+    env = await make_env(context, fn("big", big))
+    r = await env.execute("print(len(context), context[-3:], len(big(5_000_000)))")
+    assert r.error is None and r.stdout == "20000000 789 5000000\n"
+
+
+# -- host function calls ---------------------------------------------------------------------
+
+
+@every(ALL)
+async def test_host_calls_pass_arguments_and_errors(make_env: Factory) -> None:
+    async def llm_query(prompt: str, model: str | None = None) -> str:
+        return f"echo:{prompt}:{model}"
+
+    async def boom() -> str:
+        raise ValueError("upstream said no")
+
+    env = await make_env("", {**fn("llm_query", llm_query), **fn("boom", boom)})
+    r = await env.execute("print(llm_query('hi', model='m1'))")
+    assert r.stdout == "echo:hi:m1\n"
+    r = await env.execute(
+        "try:\n    boom()\nexcept Exception as e:\n    print(type(e).__name__, e)"
+    )
+    assert r.stdout == "HostCallError boom failed: ValueError: upstream said no\n"
+    assert (await env.execute("boom()")).error.endswith("boom failed: ValueError: upstream said no")
+
+
+@every(ALL)
+async def test_batched_call_is_one_host_call_and_concurrent(make_env: Factory) -> None:
+    rv = Rendezvous(8)
+    env = await make_env("", fn("llm_query_batched", rv.batched))
+    r = await env.execute(
+        "out = llm_query_batched([f'p{i}' for i in range(8)])\nprint(out[0], out[7])"
+    )
+    assert r.error is None and r.stdout == "answer:p0 answer:p7\n"
+    assert rv.invocations == 1 and rv.peak == 8
+
+
+@every(ALL)
+async def test_calls_from_threads_in_a_cell_run_concurrently(make_env: Factory) -> None:
+    rv = Rendezvous(4)
+    env = await make_env("", fn("llm_query", rv.one))
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(4) as pool:\n"
+        "    out = list(pool.map(llm_query, ['a', 'b', 'c', 'd']))\n"
+        "print(out)"
+    )
+    r = await env.execute(code)
+    assert r.error is None and r.stdout == "['answer:a', 'answer:b', 'answer:c', 'answer:d']\n"
+    assert rv.peak == 4
+
+
+# -- FINAL -------------------------------------------------------------------------------------
+
+
+@every(ALL)
+async def test_final_and_final_var(make_env: Factory) -> None:
+    env = await make_env("")
+    assert (await env.execute("FINAL('the answer')")).final == "the answer"
+    assert (await env.execute("print('no final')")).final is None
+    assert (await env.execute("ans = [1, 2]\nFINAL_VAR('ans')")).final == "[1, 2]"
+    r = await env.execute("FINAL_VAR('missing')")
+    assert r.final is None and "no REPL variable named 'missing'" in (r.error or "")
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+@every(ALL)
+async def test_output_is_captured_and_truncated(make_env: Factory) -> None:
+    env = await make_env("", max_output_chars=1000)
+    r = await env.execute("import sys\nprint('x' * 100_000)\nprint('err', file=sys.stderr)")
+    assert "characters of output dropped" in r.stdout
+    assert len(r.stdout) < 1200 and r.stdout.startswith("x" * 400)
+    assert r.stderr == "err\n"
+
+
+@every(ISOLATED)
+async def test_fd_level_writes_cannot_corrupt_the_protocol(make_env: Factory) -> None:
+    env = await make_env("ctx", max_output_chars=1000)
+    fake_frame = b"\x00\x00\x00\x00\x00\x00\x00\x0f" + b'{"op": "done"}!'
+    code = (
+        f"import os, subprocess\nos.write(1, {fake_frame!r})\nos.write(2, b'[fd2]')\n"
+        "subprocess.run(['echo', 'from a child'])\n"
+        "os.write(1, b'y' * 200_000)"
+    )
+    r = await env.execute(code)
+    assert r.error is None
+    assert '{"op": "done"}!' in r.stdout and "[fd2]" in r.stdout and "from a child" in r.stdout
+    assert "bytes of process-level output dropped" in r.stdout
+    assert (await env.execute("print(context)")).stdout == "ctx\n"
+
+
+@every(ISOLATED)
+async def test_stdin_is_not_the_protocol_channel(make_env: Factory) -> None:
+    env = await make_env("ctx")
+    r = await env.execute("input()")
+    assert "EOFError" in (r.error or "")
+    assert (await env.execute("print(context)")).stdout == "ctx\n"
+
+
+# -- timeouts and crashes --------------------------------------------------------------------
+
+
+async def _timeout_keeps_state(env: Environment, busy: str) -> None:
+    r = await env.execute(f"before = 'kept'\n{busy}", timeout=1)
+    assert r.timed_out and not r.crashed
+    assert "exceeded 1 s and was interrupted" in (r.error or "")
+    assert (await env.execute("print(before, context)")).stdout == "kept ctx\n"
+
+
+@every(ALL)
+async def test_timeout_interrupts_a_busy_loop_and_state_survives(make_env: Factory) -> None:
+    await _timeout_keeps_state(await make_env("ctx"), "while True:\n    pass")
+
+
+@every(ISOLATED)
+async def test_timeout_interrupts_a_blocking_call_and_state_survives(make_env: Factory) -> None:
+    # `local` cannot do this: an exception raised into a thread waits for time.sleep to return.
+    await _timeout_keeps_state(await make_env("ctx"), "import time\ntime.sleep(600)")
+
+
+IGNORES_INTERRUPT = """\
+lost = 1
+while True:
+    try:
+        while True:
+            pass
+    except BaseException:
+        pass
+"""
+
+
+@every(ISOLATED)
+async def test_cell_ignoring_interrupt_is_killed_and_repl_restarts(make_env: Factory) -> None:
+    env = await make_env("ctx", kill_grace=1)
+    r = await env.execute(IGNORES_INTERRUPT, timeout=1)
+    assert r.crashed and "did not stop when interrupted" in (r.error or "")
+    assert "every other variable from earlier cells is lost" in (r.error or "")
+    assert (await env.execute("print(context)")).stdout == "ctx\n"
+    assert "NameError" in ((await env.execute("lost")).error or "")
+
+
+@every(ISOLATED)
+async def test_worker_crash_is_reported_and_repl_restarts(make_env: Factory) -> None:
+    env = await make_env("ctx")
+    await env.execute("x = 1")
+    r = await env.execute("import os\nos._exit(7)")
+    assert r.crashed and "exited with status 7" in (r.error or "")
+    assert "`context` is loaded again" in (r.error or "")
+    assert (await env.execute("print(context)")).stdout == "ctx\n"
+    assert isinstance(env, WorkerEnvironment) and env.restarts == 1
+
+
+@every(ISOLATED)
+async def test_close_is_idempotent_and_leaves_nothing(make_env: Factory) -> None:
+    env = await make_env("ctx")
+    assert isinstance(env, WorkerEnvironment) and env.area is not None
+    await env.execute(
+        "import subprocess\np = subprocess.Popen(['sleep', '600'], start_new_session=True)"
+    )
+    root = env.area.root
+    await env.close()
+    await env.close()
+    assert not root.exists()
+    if env.uid is not None and env.kind != "docker":
+        assert processes_of_uid(env.uid) == []
+
+
+# -- through the engine ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_rlm_completion_in_each_environment(
+    name: str, scripted_model: Any, openai_kwargs: dict
+) -> None:
+    require(name)
+    scripted_model.add_rule(
+        lambda r: r.is_rlm_root,
+        [
+            "```repl\nparts = llm_query_batched(['Say A', 'Say B'])\nn = len(context)\n```",
+            "FINAL_VAR(n)",
+        ],
+    )
+    rlm = RLM(
+        backend="openai",
+        backend_kwargs=openai_kwargs,
+        environment=name,
+        environment_kwargs={**env_kwargs(name), "timeout": 30},
+    )
+    res = rlm.completion("x" * 1234, query="How long is the context?")
+    assert res.status == "final" and res.response == "1234"
+    assert len(res.iterations[0].code_blocks[0].subcalls) == 2
