@@ -747,6 +747,7 @@ def test_root_turn_1_code_runs_and_finds_the_needle():
     [
         ["doc one about apples", "The secret code is 55.", {"k": "v"}],
         {"a": "nothing here", "b": "The secret code is 55."},
+        [{"id": 1, "text": "nothing"}, {"id": 2, "text": "The secret code is 55."}],
     ],
 )
 def test_root_turn_1_code_normalizes_lists_and_dicts(context):

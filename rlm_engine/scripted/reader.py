@@ -157,8 +157,24 @@ def _extract(sentence: str, stems: set[str]) -> str | None:
         return None
     after = [m for m in markers if m.start() >= last_kw_end]
     raw = sentence[after[0].end() :] if after else sentence[: markers[0].start()]
-    answer = raw.strip().rstrip(".,;:!").strip().strip("\"'`“”‘’").strip()
-    return answer or None
+    return _clean_answer(raw) or None
+
+
+_QUOTES = "\"'`“”‘’"
+
+
+def _clean_answer(raw: str) -> str:
+    """Strip sentence punctuation, quotes and the brackets of a ``str(dict)`` record."""
+    answer = raw.strip()
+    while True:
+        before = answer
+        answer = answer.rstrip(".,;:!" + _QUOTES).strip()
+        for close, open_ in (("}", "{"), ("]", "["), (")", "(")):
+            if answer.endswith(close) and answer.count(open_) < answer.count(close):
+                answer = answer[:-1].strip()
+        answer = answer.lstrip(_QUOTES).strip()
+        if answer == before:
+            return answer
 
 
 _COUNT_WORD_RES = [
