@@ -148,8 +148,8 @@ def parse_variables(info: str) -> list[_Variable]:
     return [
         _Variable(m[1], m[2], int(m[3].replace(",", "")), m[4] or "")
         for m in re.finditer(
-            r"Variable: `(\w+)`.*?\nType: (\w+).*?Total length: ([\d,]+) characters"
-            r"(?:\nPreview:\n```\n(.*?)\n```)?",
+            r"Variable: `(\w+)`.*?\n\s*Type: (\w+).*?Total length: ([\d,]+) characters"
+            r"(?:\n\s*Preview:\n\s*```\n\s*(.*?)\n\s*```)?",
             info,
             re.S,
         )
