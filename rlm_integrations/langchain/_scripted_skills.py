@@ -1,0 +1,100 @@
+"""Scripted-model skills for RLMChatModel's tool-calling and structured-output prompts.
+
+The scripted root policy knows long-context tasks but not our ``CALL_TOOL`` convention or
+the JSON-schema instruction. These skills make the offline model use them the way a
+competent root LM would, so the LangChain standard suites and the examples exercise the
+real code paths (REPL code, host functions, FINAL, validation retries) without an LLM.
+Register them with :func:`install`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from rlm_engine.scripted import Reply, Request, ScriptedModel
+from rlm_engine.scripted.structured import fill_schema
+
+_QUERY = re.compile(r"^Query: (.*?)\n\nYou have not looked at the context yet", re.S | re.M)
+_TOOL_LINE = re.compile(r"^  - (\w+)\(.*?\): .*? Arguments JSON schema: (\{.*\})$", re.M)
+_SCHEMA_LINE = re.compile(r"validates against this JSON schema: (\{.*\})$", re.M)
+_FORCED_NAME = re.compile(r"You must request a call of `(\w+)`")
+_QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _query(req: Request) -> str:
+    m = _QUERY.search(req.first_user)
+    return m.group(1) if m else req.first_user
+
+
+def _fill_args(schema: dict[str, Any], task: str) -> dict[str, Any]:
+    """Arguments for a tool: numbers from the task in order, strings from a quoted name."""
+    numbers = iter(_NUMBER.findall(task.split("Since that message:")[0]))
+    quoted = next((a or b for a, b in _QUOTED.findall(task)), None)
+    text = quoted or task.split("\n")[0].strip().rstrip("?.!") or "value"
+    args: dict[str, Any] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = prop.get("type")
+        if kind in ("integer", "number"):
+            raw = next(numbers, "0")
+            args[name] = int(float(raw)) if kind == "integer" else float(raw)
+        else:
+            args[name] = fill_schema(prop, text, schema)
+    return args
+
+
+def _pick_tool(tools: dict[str, dict[str, Any]], system: str, task: str) -> str | None:
+    forced = _FORCED_NAME.search(system)
+    if forced and forced.group(1) in tools:
+        return forced.group(1)
+    lowered = task.lower()
+    for name in tools:
+        words = [w for w in name.lower().split("_") if len(w) > 3]
+        if name.lower() in lowered or any(w in lowered for w in words):
+            return name
+    if "You must request at least one tool call" in system or "tool" in lowered:
+        return next(iter(tools))
+    return None
+
+
+def tool_call_skill(req: Request) -> Reply | None:
+    """Root turn: request the fitting tool with CALL_TOOL, or answer from tool results."""
+    if not req.is_rlm_root or req.turn > 0 or "CALL_TOOL(name" not in req.system:
+        return None
+    task = _query(req)
+    if "Result of tool call" in task:
+        results = re.findall(r"Result of tool call .*?\]( \(error\))?: (.*)", task)
+        answer = "; ".join(r for _, r in results) or "done"
+        failed = any(err for err, _ in results)
+        prefix = "The tool reported an error: " if failed else "The tool returned: "
+        return Reply(text=f"I have the tool results.\nFINAL({prefix}{answer})")
+    tools = {m.group(1): json.loads(m.group(2)) for m in _TOOL_LINE.finditer(req.system)}
+    name = _pick_tool(tools, req.system, task)
+    if name is None:
+        return None
+    args = _fill_args(tools[name], task)
+    code = f"# step: tool-call\nrequest = CALL_TOOL({name!r}, {args!r})\nFINAL(request)"
+    return Reply(text=f"The caller should run {name} for this.\n```repl\n{code}\n```")
+
+
+def structured_output_skill(req: Request) -> Reply | None:
+    """Root turn: build a dict valid for the requested JSON schema and FINAL its JSON."""
+    if not req.is_rlm_root:
+        return None
+    m = _SCHEMA_LINE.search(req.last_user) or _SCHEMA_LINE.search(req.first_user)
+    if m is None:
+        return None
+    schema = json.loads(m.group(1))
+    task = _query(req).split("\n\nYour final answer must be")[0].strip()
+    value = fill_schema(schema, f"Scripted answer to: {task}", schema)
+    code = f"# step: structured\nimport json\nresult = {value!r}\nFINAL(json.dumps(result))"
+    return Reply(text=f"I will build the structured answer.\n```repl\n{code}\n```")
+
+
+def install(model: ScriptedModel) -> ScriptedModel:
+    """Register both skills on ``model`` (tried after its rules, before its policies)."""
+    model.add_skill(structured_output_skill)
+    model.add_skill(tool_call_skill)
+    return model
