@@ -43,8 +43,8 @@
   function num(n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"); }
   function tok(n) {
     n = Number(n || 0);
-    if (n >= 1e6) return (n / 1e6).toFixed(n >= 1e7 ? 1 : 2) + "M";
-    if (n >= 1e4) return (n / 1e3).toFixed(n >= 1e5 ? 0 : 1) + "k";
+    if (n >= 1e6) return (n / 1e6).toFixed(n >= 1e7 ? 1 : 2).replace(/\.?0+$/, "") + "M";
+    if (n >= 1e4) return (n / 1e3).toFixed(n >= 1e5 ? 0 : 1).replace(/\.0$/, "") + "k";
     return n.toLocaleString("en-US");
   }
   function cost(c) {
@@ -61,12 +61,14 @@
     const m = Math.floor(s / 60);
     return m + "m " + String(Math.round(s - m * 60)).padStart(2, "0") + "s";
   }
-  // Axis maximum rounded up to 1, 2 or 5 times a power of ten, so tick labels stay short.
+  // Axis maximum rounded up so that its quarters (the grid lines) are short round numbers.
+  const NICE = [1, 1.2, 1.6, 2, 2.4, 3, 4, 5, 6, 8, 10];
   function niceMax(v) {
     if (!(v > 0)) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
     const m = v / p;
-    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+    for (const n of NICE) if (m <= n + 1e-9) return n * p;
+    return 10 * p;
   }
   function addCost(a, b) {
     if ((a === null || a === undefined) && (b === null || b === undefined)) return null;
@@ -159,15 +161,27 @@
     return h("div", { class: "codewrap" }, h("pre", { class: "gutter", "aria-hidden": "true", text: gutter.join("\n") }), pre);
   }
   // Root responses are markdown-ish: highlight fenced code, keep the rest as plain text.
-  function responseView(text) {
+  // A fence that ran as one of the iteration's code blocks is shown once, in that block's
+  // card next to its output; the response keeps a link to it.
+  function responseView(text, blocks, cardId) {
     text = str(text);
     const box = h("div", { class: "block-body" });
     const fence = /```([\w-]*)[^\n]*\n([\s\S]*?)(?:```|$)/g;
+    const ran = (blocks || []).map(function (b) { return str(b.code).trim(); });
     let last = 0, m;
     while ((m = fence.exec(text)) !== null) {
       const before = text.slice(last, m.index).trim();
       if (before) box.append(clipped("div", "prose", before));
-      box.append(codeView(m[2]));
+      const k = cardId ? ran.indexOf(m[2].trim()) : -1;
+      if (k >= 0) {
+        const lines = m[2].trim().split("\n").length;
+        box.append(h("button", {
+          class: "coderef", title: "Show code block " + (k + 1),
+          onclick: function () { const el = document.getElementById(cardId + "-" + k); if (el) el.scrollIntoView({ behavior: "smooth", block: "start" }); },
+        }, h("span", { class: "tok-k", text: m[1] || "code" }), " · code block " + (k + 1) + " · " + lines + " line" + (lines === 1 ? "" : "s") + " · shown below with its output ↓"));
+      } else {
+        box.append(codeView(m[2]));
+      }
       last = fence.lastIndex;
     }
     const rest = text.slice(last).trim();
@@ -483,13 +497,13 @@
     return box;
   }
 
-  function blockCard(b, k, depth) {
+  function blockCard(b, k, depth, cardId) {
     const flags = [];
     if (b.final !== null && b.final !== undefined) flags.push(badge("FINAL", "ok"));
     if (b.error) flags.push(badge("error", "err"));
     if (b.timed_out) flags.push(badge("timed out", "warn"));
     if (b.crashed) flags.push(badge("crashed", "err"));
-    const card = h("section", { class: "panel code-block" },
+    const card = h("section", { class: "panel code-block", id: cardId ? cardId + "-" + k : null },
       h("div", { class: "panel-head" }, h("h2", { text: "Code block " + (k + 1) }), h("div", { class: "sc-nums" }, flags, h("span", { text: secs(b.duration) }))));
     const body = h("div", { class: "block-body" }, codeView(b.code));
     add(body, [output("stdout", b.stdout), output("stderr", b.stderr, "stderr"), output("Error", b.error, "error"),
@@ -500,11 +514,13 @@
     return card;
   }
 
+  let cardSeq = 0;
   function iterationBody(it, depth) {
     const out = [];
+    const cardId = "blk" + cardSeq++;
     out.push(h("section", { class: "panel root-response" }, h("div", { class: "panel-head" }, h("h2", { text: depth ? "Child root response" : "Root response" }),
-      h("div", { class: "sc-nums" }, h("span", { text: num(it.input_tokens) + " in · " + num(it.output_tokens) + " out" }), h("span", { text: secs(it.root_latency) }))), responseView(it.response)));
-    (it.code_blocks || []).forEach(function (b, k) { out.push(blockCard(b, k, depth)); });
+      h("div", { class: "sc-nums" }, h("span", { text: num(it.input_tokens) + " in · " + num(it.output_tokens) + " out" }), h("span", { text: secs(it.root_latency) }))), responseView(it.response, it.code_blocks, cardId)));
+    (it.code_blocks || []).forEach(function (b, k) { out.push(blockCard(b, k, depth, cardId)); });
     if (it.final_answer !== null && it.final_answer !== undefined) {
       out.push(h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", { text: "Final answer" })), h("div", { class: "block-body" }, clipped("pre", "out final", it.final_answer))));
     }
