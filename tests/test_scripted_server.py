@@ -872,3 +872,73 @@ def test_root_never_loops_past_six_turns():
         ]
     last = model.respond(Request(messages=messages)).text
     assert "FINAL(" in last and "```" not in last
+
+
+def test_root_retries_when_every_sub_call_failed():
+    context = haystack(1_000) + " The secret code is 808. "
+    model = ScriptedModel()
+    messages = root_messages(context, "What is the secret code?")
+    first = model.respond(Request(messages=messages)).text
+    ns: dict[str, Any] = {
+        "context": context,
+        "llm_query_batched": lambda ps, model=None: ["Error: llm_query failed: 503"] * len(ps),
+        "llm_query": lambda p, model=None: answer_prompt(p),
+    }
+    out = run_cells(first, ns)
+    assert "failed sub-calls: 1" in out and "candidates: []" in out
+    messages += [
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": repl_feedback([out], 0, 5)},
+    ]
+    retry = model.respond(Request(messages=messages)).text
+    assert "# step: chunk-simple" in retry  # not "the context does not contain the answer"
+    assert "candidates: ['808']" in run_cells(retry, ns)
+
+
+@pytest.mark.parametrize(
+    ("question", "candidates", "expected"),
+    [
+        ("What is the secret code?", ["x", "y", "y"], "y"),
+        ("How many lines contain a?", ["2", "5"], "7"),
+    ],
+)
+def test_aggregate_code_combines_itself_when_the_sub_call_fails(question, candidates, expected):
+    model = ScriptedModel()
+    messages = root_messages("ctx", question)
+    first = model.respond(Request(messages=messages)).text
+    messages += [
+        {"role": "assistant", "content": first},
+        {
+            "role": "user",
+            "content": repl_feedback([f"chunks: 2\ncandidates: {candidates!r}"], 0, 5),
+        },
+    ]
+    agg = model.respond(Request(messages=messages)).text
+    ns: dict[str, Any] = {
+        "question": question,
+        "candidates": candidates,
+        "llm_query": lambda p, model=None: "Error: llm_query failed: APITimeoutError",
+    }
+    run_cells(agg, ns)
+    assert ns["final_answer"] == expected
+
+
+async def test_rule_times_hold_under_concurrency(server):
+    server.model.add_rule(".*", "limited", times=5, name="five")
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k") as client:
+        replies = await asyncio.gather(
+            *[
+                client.chat.completions.create(model="scripted-sub", messages=user("What is 1+1?"))
+                for _ in range(20)
+            ]
+        )
+    texts = [r.choices[0].message.content for r in replies]
+    assert texts.count("limited") == 5 and texts.count("2") == 15
+    assert server.model.rule_hits() == {"five": 5}
+
+
+def test_anthropic_count_tokens(server, claude):
+    messages = user("x" * 40)
+    counted = claude.messages.count_tokens(model="scripted-sub", messages=messages, system="s" * 8)
+    assert counted.input_tokens == 12
+    assert server.stats.completions() == []  # counting is not a completion

@@ -35,6 +35,7 @@ from rlm_engine.scripted.reader import (
     NOT_FOUND,
     answer_prompt,
     combine_answers,
+    is_counting,
 )
 from rlm_engine.scripted.structured import structured_reply
 
@@ -44,7 +45,9 @@ NO_ANSWER = "The context does not contain the answer."
 
 _STEP_RE = re.compile(r"^# step: ([\w-]+)", re.M)
 _QUESTION_RE = re.compile(r"^question = (.+)$", re.M)
-_ERROR_RE = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(?:Error|Exception)\b", re.M)
+_ERROR_RE = re.compile(
+    r"Traceback \(most recent call last\)|^\[error\]$|^\s*\w*(?:Error|Exception)\b", re.M
+)
 _OUT_OF_ITERATIONS_RE = re.compile(r"out of iterations|no (?:more )?iterations left", re.I)
 _IN_CONTEXT_RE = re.compile(r"\b(?:inside|in|within) the context\b", re.I)
 _WINDOW_RE = re.compile(r"can read about ([\d,]+) characters")
@@ -107,6 +110,11 @@ def parse_candidates(output: str) -> list[str] | None:
     return [str(v) for v in value] if isinstance(value, list) else None
 
 
+def _failed_calls(output: str) -> int:
+    m = re.search(r"^failed sub-calls: (\d+)", output, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def find_task(output: str) -> str | None:
     """The question stated in printed context: a labelled line, else the last "...?"."""
     for line in output.splitlines():
@@ -139,7 +147,7 @@ def _progress(req: Request) -> _Progress:
             continue
         if p.last_step.startswith("chunk"):
             cands = parse_candidates(output)
-            if cands is not None:
+            if cands is not None and (cands or _failed_calls(output) == 0):
                 p.candidates = cands
         elif p.last_step == "aggregate":
             lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -188,8 +196,12 @@ def root_reply(req: Request) -> Reply:
             return _final(_best_answer(p))
         cands = parse_candidates(output)
         if cands is not None and not cands:
-            return _final(NO_ANSWER)
-        return _aggregate_step(len(cands) if cands is not None else None)
+            if _failed_calls(output) == 0:
+                return _final(NO_ANSWER)
+            if step == "chunk-and-query" and p.question:
+                return _simple_step(p.question, limit, "every answer was a failed sub-call")
+            return _final("I could not determine the answer: the sub-calls failed.")
+        return _aggregate_step(p.question or "", len(cands) if cands is not None else None)
     if step == "aggregate":
         return _final(_best_answer(p))
     # The conversation did not come from this policy (e.g. a rule answered earlier turns).
@@ -258,8 +270,10 @@ if current.strip():
 head = __HEAD__
 prompts = [head + "\\nQuestion: " + question + "\\n\\nText:\\n" + chunk for chunk in chunks]
 answers = llm_query_batched(prompts)
-candidates = [a.strip() for a in answers if a.strip() != __NOT_FOUND__]
+failed = [a for a in answers if a.startswith("Error:")]
+candidates = [a.strip() for a in answers if a.strip() != __NOT_FOUND__ and a not in failed]
 print(f"chunks: {len(chunks)}")
+print(f"failed sub-calls: {len(failed)}")
 print(f"candidates: {candidates!r}")
 """
 
@@ -270,17 +284,25 @@ limit = __LIMIT__
 chunks = [text[i : i + limit] for i in range(0, len(text), limit)]
 head = __HEAD__
 answers = [llm_query(head + "\\nQuestion: " + question + "\\n\\nText:\\n" + c) for c in chunks]
-candidates = [a.strip() for a in answers if a.strip() != __NOT_FOUND__]
+failed = [a for a in answers if a.startswith("Error:")]
+candidates = [a.strip() for a in answers if a.strip() != __NOT_FOUND__ and a not in failed]
 print(f"chunks: {len(chunks)}")
+print(f"failed sub-calls: {len(failed)}")
 print(f"candidates: {candidates!r}")
 """
 
 _AGGREGATE = """
 import json
 head = __HEAD__
+counting = __COUNTING__  # whether the question asks for a count
 final_answer = llm_query(
     head + "\\nQuestion: " + question + "\\n\\nPartial answers (JSON list):\\n" + json.dumps(candidates)
 )
+if final_answer.startswith("Error:"):  # the sub-call failed: combine in code instead
+    if counting:
+        final_answer = str(sum(int(c) for c in candidates if c.lstrip("-").isdigit()))
+    else:
+        final_answer = max(candidates, key=candidates.count)
 print(final_answer)
 """
 
@@ -322,8 +344,8 @@ def _simple_step(question: str, limit: int, error: str) -> Reply:
     return Reply(text=f"{thought}\n{code}")
 
 
-def _aggregate_step(n_candidates: int | None) -> Reply:
+def _aggregate_step(question: str, n_candidates: int | None) -> Reply:
     found = f"{n_candidates} candidate answers" if n_candidates is not None else "candidates"
     thought = f"The chunks gave {found}. I will combine them with one more sub-call."
-    code = _code("aggregate", _AGGREGATE, head=AGGREGATE_HEAD)
+    code = _code("aggregate", _AGGREGATE, head=AGGREGATE_HEAD, counting=is_counting(question))
     return Reply(text=f"{thought}\n{code}\nFINAL_VAR(final_answer)")

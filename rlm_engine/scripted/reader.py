@@ -233,7 +233,11 @@ def is_counting(question: str) -> bool:
 
 def combine_answers(question: str, candidates: list[str]) -> str:
     """One answer from per-chunk answers: a sum for counts, else the most frequent one."""
-    candidates = [c.strip() for c in candidates if c.strip() and c.strip() != NOT_FOUND]
+    candidates = [
+        c.strip()
+        for c in candidates
+        if c.strip() and c.strip() != NOT_FOUND and not c.startswith("Error:")
+    ]
     if not candidates:
         return NOT_FOUND
     if is_counting(question):

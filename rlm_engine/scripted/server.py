@@ -281,7 +281,10 @@ class _Handler(BaseHTTPRequestHandler):
         rec.api = api
         try:
             body = json.loads(raw)
-            req = wire.parse_anthropic(body) if api == "anthropic" else wire.parse_openai(body)
+            if api == "anthropic":
+                req = wire.parse_anthropic(body, count_only=route == "anthropic-count")
+            else:
+                req = wire.parse_openai(body)
         except json.JSONDecodeError as e:
             self._send_error(api, 400, f"the request body is not valid JSON: {e}")
             return

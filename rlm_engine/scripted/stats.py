@@ -114,7 +114,7 @@ class ServerStats:
         return [
             r
             for r in self.log
-            if r.api is not None
+            if r.api in ("openai", "anthropic")
             and r.status == 200
             and r.fault in (None, "delay")
             and (model is None or r.model == model)

@@ -221,11 +221,14 @@ def openai_error(status: int, message: str, param: str | None = None) -> dict[st
 # --- Anthropic messages --------------------------------------------------------------
 
 
-def parse_anthropic(body: Any) -> Request:
-    """Validate a ``/v1/messages`` body and normalize it to OpenAI-style messages."""
+def parse_anthropic(body: Any, *, count_only: bool = False) -> Request:
+    """Validate a ``/v1/messages`` body and normalize it to OpenAI-style messages.
+
+    ``count_only`` is for ``/v1/messages/count_tokens``, which takes no ``max_tokens``.
+    """
     model, messages = _common(body)
     max_tokens = _positive_int(body, "max_tokens")
-    _require(max_tokens is not None, "'max_tokens' is required", "max_tokens")
+    _require(count_only or max_tokens is not None, "'max_tokens' is required", "max_tokens")
     system = body.get("system")
     _require(
         system is None
