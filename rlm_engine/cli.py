@@ -142,6 +142,21 @@ def backend_kwargs(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     return kw
 
 
+def env_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--env-opt KEY=VALUE`` pairs as environment kwargs; values are JSON when they parse
+    (numbers, true/false, lists), else plain strings (``image=rlm-sandbox:test``)."""
+    opts: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--env-opt expects KEY=VALUE, got {pair!r}", EXIT_USAGE)
+        try:
+            opts[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            opts[key.strip()] = raw
+    return opts
+
+
 def _summary_line(res: Any) -> str:
     from rlm_engine.progress import fmt_cost, fmt_seconds, fmt_tokens
 
@@ -157,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rlm_engine import RLM, RLMLogger
     from rlm_engine.progress import Progress
 
+    environment_kwargs = env_options(args.env_opt)  # usage errors before reading the context
     context = load_context(args.context)
     backend, why = choose_backend(args)
     if not args.quiet:
@@ -169,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend_kwargs=kwargs,
         sub_backend_kwargs=sub_kwargs,
         environment=args.environment,
+        environment_kwargs=environment_kwargs,
         max_iterations=args.max_iterations,
         max_depth=args.max_depth,
         max_concurrency=args.max_concurrency,
@@ -369,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ENVIRONMENTS,
         default="local",
         help="where generated code runs (default: local)",
+    )
+    run.add_argument(
+        "--env-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment option, repeatable (e.g. image=rlm-sandbox:test for docker)",
     )
     run.add_argument("--max-iterations", type=_at_least_one, default=30, metavar="N")
     run.add_argument(

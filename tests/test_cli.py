@@ -417,3 +417,66 @@ def test_plain_progress_lines_when_not_a_tty(hay_file: Path) -> None:
     assert any("sub-calls" in line and "tokens" in line for line in lines[1:])
     assert lines[-1].endswith("· FINAL")
     assert "\x1b[" not in r.stderr  # no terminal control codes in logs
+
+
+def test_subprocess_environment_and_env_opt(hay_file: Path) -> None:
+    r = run_cli(
+        "run", "-c", str(hay_file), "-q", NEEDLE_QUESTION, "--backend", "scripted",
+        "-e", "subprocess", "--env-opt", "timeout=60", "--quiet",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "4412\n"
+    bad = run_cli("run", "-c", str(hay_file), "--env-opt", "novalue")
+    assert bad.returncode == 64
+    assert error_lines(bad.stderr) == ["rlm: error: --env-opt expects KEY=VALUE, got 'novalue'"]
+
+
+def test_view_open_hands_the_file_to_the_browser(tmp_path: Path) -> None:
+    opened = tmp_path / "opened.txt"
+    fake = tmp_path / "fake-browser"
+    fake.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    fake.chmod(0o755)
+    trace = write_synthetic_trace(tmp_path / "t.jsonl", iterations=2)
+    r = run_cli("view", str(trace), "--open", env={"BROWSER": f"{fake} %s"})
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30  # webbrowser may start the command in the background
+    while not opened.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert opened.read_text().strip() == (tmp_path / "t.html").resolve().as_uri()
+
+
+def test_live_progress_on_a_terminal(hay_file: Path) -> None:
+    """On a TTY the progress is a live status line (rich), not the plain per-iteration lines."""
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "RLM_API_URL")
+    }
+    env.update({"TERM": "xterm-256color", "COLUMNS": "160"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm_engine.cli", "run", "-c", str(hay_file), "-q", NEEDLE_QUESTION,
+         "--backend", "scripted"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child_fd, env=env,
+    )  # fmt: skip
+    os.close(child_fd)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout, _ = proc.communicate(timeout=120)
+    os.close(main_fd)
+    tty = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, tty
+    assert stdout.decode() == "4412\n"  # the answer alone on stdout, outside the live display
+    assert "in flight" in tty and "done" in tty and "tokens" in tty
+    assert "\x1b[" in tty  # drawn with terminal control codes
+    assert "rlm: iteration 1: waiting" not in tty  # not the plain-line mode
+    assert "rlm: final ·" in tty
