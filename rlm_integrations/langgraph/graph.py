@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Coroutine, Mapping
 from typing import Any, Literal
 
@@ -116,9 +117,12 @@ class _Steps:
         """Engine progress events -> ``stream_mode="custom"`` (and the user's handler)."""
         writer = runtime.stream_writer
         user = self.on_event
+        # LangGraph's writer reads the node's config from a context variable; sub-call
+        # events are emitted from tasks the REPL thread started, which lack it.
+        node_context = contextvars.copy_context()
 
         def emit(event: dict[str, Any]) -> None:
-            writer(dict(event))
+            node_context.copy().run(writer, dict(event))
             if user is not None:
                 user(event)
 
