@@ -1,0 +1,152 @@
+"""``RLMNode`` inside parent graphs: MessagesState agents and custom states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+from lg_support import ANSWER, QUESTION
+from typing_extensions import TypedDict
+
+from rlm_engine.scripted import ScriptedModel
+from rlm_integrations.langchain import ScriptedChatModel
+from rlm_integrations.langgraph import RLMNode, build_rlm_graph
+
+
+class AgentState(MessagesState):
+    document: str
+    route: str
+
+
+def _agent(rlm: RLMNode) -> StateGraph:
+    """A small agent: a router, the RLM for long documents, a plain reply otherwise."""
+
+    def router(state: AgentState) -> dict[str, Any]:
+        return {"route": "rlm" if len(state.get("document") or "") > 10_000 else "small"}
+
+    def small(state: AgentState) -> dict[str, Any]:
+        return {"messages": [AIMessage("The document is short; no RLM needed.")]}
+
+    def wrap_up(state: AgentState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"Done: {state['messages'][-1].text}")]}
+
+    g = StateGraph(AgentState)
+    g.add_node("router", router)
+    g.add_node("rlm", rlm)
+    g.add_node("small", small)
+    g.add_node("wrap_up", wrap_up)
+    g.add_edge(START, "router")
+    g.add_conditional_edges("router", lambda s: s["route"], {"rlm": "rlm", "small": "small"})
+    g.add_edge("rlm", "wrap_up")
+    g.add_edge("small", END)
+    g.add_edge("wrap_up", END)
+    return g
+
+
+def test_rlm_node_in_a_messages_agent(graph_kwargs, haystack, scripted_server):
+    app = _agent(RLMNode(context_key="document", **graph_kwargs)).compile()
+    out = app.invoke({"messages": [HumanMessage(QUESTION)], "document": haystack})
+    rlm_msg, final = out["messages"][-2:]
+    assert isinstance(rlm_msg, AIMessage) and rlm_msg.name == "rlm"
+    assert rlm_msg.text == ANSWER
+    assert final.text == f"Done: {ANSWER}"
+    prompt, completion = scripted_server.stats.tokens()
+    assert rlm_msg.usage_metadata == {
+        "input_tokens": prompt,
+        "output_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    assert rlm_msg.response_metadata["rlm_status"] == "final"
+    assert rlm_msg.response_metadata["rlm_iterations"] == 2
+    short = app.invoke({"messages": [HumanMessage(QUESTION)], "document": "tiny"})
+    assert short["messages"][-1].text.startswith("The document is short")
+
+
+def test_subgraphs_stream_shows_the_rlm_steps(graph_kwargs, haystack):
+    app = _agent(RLMNode(context_key="document", **graph_kwargs)).compile()
+    seen: list[tuple[tuple[str, ...], str]] = []
+    for ns, update in app.stream(
+        {"messages": [HumanMessage(QUESTION)], "document": haystack},
+        stream_mode="updates",
+        subgraphs=True,
+    ):
+        seen.extend((ns, node) for node in update)
+    parent = [node for ns, node in seen if ns == ()]
+    inner = [(ns, node) for ns, node in seen if ns]
+    assert parent == ["router", "rlm", "wrap_up"]
+    assert [node for _, node in inner] == ["generate", "execute", "check_final"] * 2
+    assert all(ns[0].startswith("rlm:") for ns, _ in inner)
+
+
+async def test_rlm_node_async_with_checkpointer_and_custom_events(graph_kwargs, haystack):
+    app = _agent(RLMNode(context_key="document", **graph_kwargs)).compile(
+        checkpointer=InMemorySaver()
+    )
+    cfg = {"configurable": {"thread_id": "agent"}}
+    events = []
+    async for ns, mode, data in app.astream(
+        {"messages": [HumanMessage(QUESTION)], "document": haystack},
+        cfg,
+        stream_mode=["custom", "values"],
+        subgraphs=True,
+    ):
+        if mode == "custom":
+            events.append((ns, data["event"]))
+    assert events and all(ns and ns[0].startswith("rlm:") for ns, _ in events)
+    assert events[-1][1] == "final"
+    state = await app.aget_state(cfg)
+    assert state.values["messages"][-1].text == f"Done: {ANSWER}"
+
+
+class Report(TypedDict, total=False):
+    source: str
+    question: str
+    answer: str
+
+
+def test_rlm_node_with_custom_state_keys(graph_kwargs, haystack):
+    g = StateGraph(Report)
+    g.add_node(
+        "rlm",
+        RLMNode(
+            context_key="source",
+            query_key="question",
+            messages_key=None,
+            output_key="answer",
+            **graph_kwargs,
+        ),
+    )
+    g.add_edge(START, "rlm")
+    g.add_edge("rlm", END)
+    out = g.compile().invoke({"source": haystack, "question": QUESTION})
+    assert out["answer"] == ANSWER
+
+
+def test_rlm_node_with_langchain_chat_models(haystack):
+    """``llm=`` / ``sub_llm=`` run through the LangChain engineer's ``LangChainClient``."""
+    scripted = ScriptedModel()
+    root = ScriptedChatModel(model="scripted-root", scripted=scripted)
+    sub = ScriptedChatModel(model="scripted-sub", scripted=scripted)
+    rlm_graph = build_rlm_graph(llm=root, sub_llm=sub, max_iterations=6).compile()
+    app = _agent(RLMNode(rlm_graph, context_key="document")).compile()
+    out = app.invoke({"messages": [HumanMessage(QUESTION)], "document": haystack})
+    msg = out["messages"][-2]
+    assert msg.text == ANSWER
+    usage = msg.response_metadata["rlm_usage"]
+    assert set(usage["by_model"]) == {"scripted-root", "scripted-sub"}
+    assert msg.usage_metadata["input_tokens"] == usage["total"]["input_tokens"] > 0
+
+
+def test_rlm_node_errors_are_actionable(graph_kwargs):
+    node = RLMNode(context_key="document", **graph_kwargs)
+    with pytest.raises(ValueError, match="no 'document'"):
+        node.rlm_input({"messages": [HumanMessage(QUESTION)]})
+    with pytest.raises(ValueError, match="no human message"):
+        node.rlm_input({"messages": [AIMessage("hi")], "document": "text"})
+    with pytest.raises(ValueError, match="output_key"):
+        RLMNode(messages_key=None, query_key="q", **graph_kwargs)
+    with pytest.raises(TypeError, match="not both"):
+        RLMNode(build_rlm_graph(**graph_kwargs).compile(), max_iterations=3)
