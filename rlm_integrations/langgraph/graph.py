@@ -192,6 +192,7 @@ class _Steps:
         mark = len(state.get("usage_records") or [])
         if not session.check_final():
             return {}
+        _explain_timeout(session)
         try:
             result = await session.finish()
         finally:
@@ -252,9 +253,15 @@ async def _bounded(session: RLMSession, step: Coroutine[Any, Any, Any]) -> Any:
         st = session.state
         st.status = st.status or "timeout"
         st.pending_response = None
-        if st.error is None:
-            st.error = f"The completion ran past its timeout of {budget.timeout:g} s."
+        _explain_timeout(session)
         return None
+
+
+def _explain_timeout(session: RLMSession) -> None:
+    """The error text ``rlm_engine.session.run`` gives a timed-out run."""
+    st = session.state
+    if st.status == "timeout" and st.error is None:
+        st.error = f"The completion ran past its timeout of {session.shared.budget.timeout:g} s."
 
 
 def _after_generate(state: RLMGraphState) -> str:
