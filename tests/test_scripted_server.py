@@ -942,3 +942,13 @@ def test_anthropic_count_tokens(server, claude):
     counted = claude.messages.count_tokens(model="scripted-sub", messages=messages, system="s" * 8)
     assert counted.input_tokens == 12
     assert server.stats.completions() == []  # counting is not a completion
+
+
+def test_a_failing_rule_becomes_a_500_the_user_can_read(server, oai, capsys):
+    def broken(req: Request) -> str:
+        raise KeyError("no such fixture")
+
+    server.model.add_rule("boom", broken)
+    with pytest.raises(openai.InternalServerError, match="scripted model failed: KeyError"):
+        oai.with_options(max_retries=0).chat.completions.create(model="m", messages=user("boom"))
+    assert "KeyError" in capsys.readouterr().err  # the traceback is printed for debugging

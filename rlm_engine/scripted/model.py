@@ -143,7 +143,7 @@ class Reply:
         return self.text + args
 
 
-Matcher = Callable[[Request], bool] | str | Mapping[str, Any]
+Matcher = Callable[[Request], bool] | str | re.Pattern[str] | Mapping[str, Any]
 Responder = str | Reply | list[str] | Callable[[Request], "str | Reply"]
 Skill = Callable[[Request], "Reply | None"]
 

@@ -201,6 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "ScriptedLM/1.0"
     disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms ACK stalls
     server: _HTTPServer
+    _rec: RequestRecord  # the request being handled (one at a time per connection)
+    _committed: bool
 
     def setup(self) -> None:
         super().setup()
