@@ -183,6 +183,9 @@ def test_real_trace_click_iteration_expand_subcall_screenshot(
     assert visible_text(page, "#answer .text") == "4412"
     assert visible_text(page, "#query .text") == "What is the secret code?"
     assert "scripted-root" in visible_text(page, "#query")
+    page.click("#query .sysprompt summary")
+    assert "persistent Python REPL" in visible_text(page, "#query .sysprompt pre")
+    page.click("#query .sysprompt summary")  # closed again for the screenshot
     assert visible_text(page, "#summary .card .value") == str(len(iterations))
     # The first iteration is selected on load; click the second in the timeline.
     assert visible_text(page, "#it-head h3") == f"Iteration #{iterations[0]['index']}"

@@ -229,6 +229,12 @@
         cfg.environment ? h("span", { text: "env: " + cfg.environment }) : null,
         cfg.max_iterations !== undefined ? h("span", { text: "max iterations: " + cfg.max_iterations }) : null,
         cfg.max_depth !== undefined ? h("span", { text: "max depth: " + cfg.max_depth }) : null));
+    if (meta.system_prompt) {
+      const sp = h("details", { class: "sysprompt" }, h("summary", { text: "System prompt (" + num(str(meta.system_prompt).length) + " chars)" }));
+      let built = false;
+      sp.addEventListener("toggle", function () { if (sp.open && !built) { built = true; sp.append(clipped("pre", "out", meta.system_prompt)); } });
+      q.append(sp);
+    }
     let ansText, cls = "";
     if (!result) { ansText = "No result recorded: the run did not finish."; cls = " none"; }
     else if (status === "error") { ansText = result.error || "The run failed."; cls = " failed"; }
@@ -448,7 +454,7 @@
     const total = (s.input_tokens || 0) + (s.output_tokens || 0);
     const d = h("details", { class: "sc", "data-n": n });
     const sum = h("summary", null,
-      h("span", { class: "caret", text: "▸" }),
+      h("span", { class: "caret", "aria-hidden": "true" }),
       h("span", { class: "sc-n", text: "#" + (n + 1) }),
       h("span", { class: "sc-fn", text: s.function || "?", title: s.function }),
       h("span", { class: "sc-prev", text: oneLine(s.prompt, 160) }),
@@ -484,7 +490,7 @@
   function childTrajectory(children, depth) {
     const box = h("div", { class: "children" }, h("div", { class: "outlabel", text: "Child RLM trajectory · depth " + depth + " · " + children.length + " iteration" + (children.length === 1 ? "" : "s") }));
     children.forEach(function (it) {
-      const d = h("details", { class: "child" }, h("summary", null, h("span", { class: "caret", text: "▸ " }),
+      const d = h("details", { class: "child" }, h("summary", null, h("span", { class: "caret", "aria-hidden": "true" }),
         "Iteration #" + it.index + " ", h("span", { class: "muted", text: "· " + (it.code_blocks || []).length + " blocks · " + tok((it.input_tokens || 0) + (it.output_tokens || 0)) + " root tok · " + secs(it.duration) + (it.final_answer !== null && it.final_answer !== undefined ? " · FINAL" : "") })));
       let built = false;
       d.addEventListener("toggle", function () {
