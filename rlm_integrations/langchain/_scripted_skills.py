@@ -61,8 +61,10 @@ def _pick_tool(tools: dict[str, dict[str, Any]], system: str, task: str) -> str 
 
 def tool_call_skill(req: Request) -> Reply | None:
     """Root turn: request the fitting tool with CALL_TOOL, or answer from tool results."""
-    if not req.is_rlm_root or req.turn > 0 or "CALL_TOOL(name" not in req.system:
+    if not req.is_rlm_root or "CALL_TOOL(name" not in req.system:
         return None
+    if req.turn > 0 and "The caller requires" not in req.last_user:
+        return None  # later turns: the default policy, unless told to call a tool
     task = _query(req)
     if "Result of tool call" in task:
         results = re.findall(r"Result of tool call .*?\]( \(error\))?: (.*)", task)

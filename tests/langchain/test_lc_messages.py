@@ -1,0 +1,88 @@
+"""How conversations map to (context, query): the root LM must not get the material."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+from rlm_integrations.langchain.messages import UnsupportedContentError, split_messages
+
+DOC = "word " * 5_000  # 25,000 characters
+
+
+def test_short_single_message_is_both_query_and_context() -> None:
+    r = split_messages([HumanMessage("What is 2+3?")])
+    assert r.query == "What is 2+3?"
+    assert r.context == "What is 2+3?"
+
+
+def test_long_system_message_becomes_the_context() -> None:
+    r = split_messages([SystemMessage(DOC), HumanMessage("How many words?")])
+    assert r.context == DOC
+    assert r.query == "How many words?"
+
+
+def test_short_system_message_is_an_instruction_in_the_query() -> None:
+    r = split_messages(
+        [SystemMessage("Answer in French."), SystemMessage(DOC[:100]), HumanMessage("Q?")],
+        context=DOC,
+    )
+    assert r.query is not None
+    assert r.query.startswith("Instructions: Answer in French.")
+    assert r.query.endswith("Q?")
+    assert r.context == DOC
+
+
+def test_long_human_message_moves_to_the_context() -> None:
+    r = split_messages([HumanMessage(DOC + "\nQuestion: how many words?")])
+    assert r.context.startswith(DOC)
+    assert r.query == "The task is stated inside the context; find it and complete it."
+
+
+def test_earlier_turns_are_structured_context_and_explicit_context_is_kept() -> None:
+    msgs = [HumanMessage("first"), AIMessage("reply"), HumanMessage("second?")]
+    r = split_messages(msgs)
+    assert r.context == [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "reply"},
+    ]
+    assert r.query == "second?"
+    both = split_messages(msgs, context=DOC)
+    assert both.context == {"context": DOC, "messages": r.context}
+
+
+def test_tool_turn_after_the_question_is_shown_in_the_query() -> None:
+    msgs = [
+        HumanMessage("What is 1 + 2?"),
+        AIMessage("", tool_calls=[{"name": "add", "args": {"a": 1, "b": 2}, "id": "c1"}]),
+        ToolMessage("3", name="add", tool_call_id="c1"),
+        ToolMessage("x" * 10_000, name="dump", tool_call_id="c2", status="error"),
+    ]
+    r = split_messages(msgs, context=DOC)
+    assert r.query is not None
+    assert 'You requested the tool call add({"a": 1, "b": 2}) [id c1].' in r.query
+    assert "Result of tool call add [id c1]: 3" in r.query
+    # A huge tool result is not pasted into the query; it goes to the context.
+    assert "x" * 10_000 not in r.query
+    assert "Result of tool call dump [id c2] (error): 10,000 characters" in r.query
+    assert r.context["messages"][0]["tool_call_id"] == "c2"
+
+
+def test_media_blocks_are_rejected_with_a_hint() -> None:
+    msg = HumanMessage(
+        [{"type": "text", "text": "look"}, {"type": "image", "url": "http://x/y.png"}]
+    )
+    with pytest.raises(UnsupportedContentError, match="'image' content block.*Extract the text"):
+        split_messages([msg])
+
+
+def test_thinking_and_tool_use_blocks_are_ignored_not_rejected() -> None:
+    ai = AIMessage(
+        [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "Hello there"}]
+    )
+    r = split_messages([HumanMessage("hi"), ai, HumanMessage([{"type": "text", "text": "ok"}])])
+    assert r.context == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello there"},
+    ]
+    assert r.query == "ok"
