@@ -316,3 +316,17 @@ def test_thousand_iterations_hundred_thousand_subcalls_render_lazily(
     last.click()
     assert visible_text(page, "#it-head h3") == "Iteration #999"
     assert page.evaluate("document.getElementsByTagName('*').length") < 3000
+
+
+def test_failed_run_without_iterations(page: Any, tmp_path: Path) -> None:
+    meta, *_ = synthetic_records(iterations=1, hostile=False)
+    error = "Root LM call failed after retries: APIConnectionError: Connection error."
+    result = {"type": "result", "run_id": "synthetic", "status": "error", "response": None,
+              "error": error, "duration": 0.2, "iterations": 0, "usage": computed_usage([])}  # fmt: skip
+    trace = tmp_path / "err.jsonl"
+    trace.write_text(json.dumps(meta) + "\n" + json.dumps(result) + "\n")
+    open_viewer(page, write_html(trace))
+    assert visible_text(page, "#answer .text") == error
+    assert visible_text(page, "#run-info .badge") == "error"
+    assert visible_text(page, "#detail") == "This trace has no iterations."
+    assert page.locator(".tl-row").count() == 0
