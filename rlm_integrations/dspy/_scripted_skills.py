@@ -74,7 +74,8 @@ def parse_dspy(req: Request) -> DSPyCall | None:
     instructions = "\n".join(line.strip() for line in objective.strip().splitlines())
     inputs = {m[1]: m[2].strip() for m in _SECTION.finditer(req.last_user)}
     demos = [m["content"] for m in req.messages[1:-1] if m.get("role") == "assistant"]
-    return DSPyCall(instructions, inputs, outputs, demos, json_mode=bool(req.response_format))
+    json_mode = bool(req.response_format) or "Outputs will be a JSON object" in system
+    return DSPyCall(instructions, inputs, outputs, demos, json_mode=json_mode)
 
 
 def format_reply(call: DSPyCall, values: dict[str, Any]) -> Reply:
