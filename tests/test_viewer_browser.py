@@ -330,3 +330,48 @@ def test_failed_run_without_iterations(page: Any, tmp_path: Path) -> None:
     assert visible_text(page, "#run-info .badge") == "error"
     assert visible_text(page, "#detail") == "This trace has no iterations."
     assert page.locator(".tl-row").count() == 0
+
+
+def test_real_rlm_query_trace_nests_the_child_run(
+    page: Any, tmp_path: Path, scripted_server: Any, scripted_model: Any
+) -> None:
+    """A root that delegates to ``rlm_query``: the child RLM's iterations open inside it."""
+    delegate = (
+        "I will hand the search to a child RLM.\n```repl\n"
+        'answer = rlm_query("What is the secret code?", context=context)\n'
+        'print("CHILD SAID: " + answer)\n```'
+    )
+    scripted_model.add_rule(lambda r: r.is_rlm_root, delegate, times=1)
+    scripted_model.add_rule("CHILD SAID: ", "FINAL_VAR(answer)", times=1)
+    filler = [f"Row {i}: nothing here." for i in range(3000)]
+    filler.insert(1700, "The secret code is 5150.")
+    logger = RLMLogger(tmp_path / "logs")
+    kwargs = {"base_url": scripted_server.base_url, "api_key": "sk-test", "max_retries": 1}
+    res = RLM(
+        backend="openai",
+        backend_kwargs={"model_name": "scripted-root", **kwargs},
+        max_depth=2,
+        logger=logger,
+    ).completion("\n".join(filler), query="What is the secret code?")
+    assert (res.status, res.response) == ("final", "5150")
+    rec = [json.loads(line) for line in logger.last_path.read_text().splitlines()]
+    call = rec[1]["code_blocks"][0]["subcalls"][0]
+    assert call["function"] == "rlm_query" and len(call["children"]) >= 2
+
+    open_viewer(page, write_html(logger.last_path))
+    row = page.locator("details.sc", has=page.locator(".sc-fn", has_text="rlm_query"))
+    n = len(call["children"])
+    assert f"{n} child it." in row.locator("summary").inner_text()
+    row.locator("summary").click()
+    children = row.locator(".children")
+    children.wait_for(state="visible")
+    assert f"Child RLM trajectory · depth 1 · {n} iterations" in children.text_content()
+    first = children.locator("details.child").first
+    first.locator("summary").click()
+    first.locator(".code-block").first.wait_for(state="visible")
+    child_code = call["children"][0]["code_blocks"][0]["code"]
+    assert child_code.splitlines()[0] in first.locator(".code-block pre.code").first.text_content()
+    # The child's own sub-calls are listed (and expandable) inside the child iteration.
+    inner = first.locator("details.sc")
+    assert inner.count() == len(call["children"][0]["code_blocks"][0]["subcalls"]) > 0
+    assert visible_text(page, "#answer .text") == "5150"
