@@ -93,7 +93,7 @@ def test_long_document_answer_usage_and_metadata(
 
 def test_root_lm_never_sees_the_document(model: ScriptedModel, llm: RLMChatModel) -> None:
     spy = Spy()
-    model._skills.insert(0, spy)  # first, so it sees every request
+    model.add_skill(spy)  # no tools or schema here, so every request reaches it
     assert llm.invoke("What is the secret code?", context=DOC).content == "4729"
     roots = [r for r in spy.requests if r.is_rlm_root]
     subs = [r for r in spy.requests if not r.is_rlm_root]
