@@ -95,3 +95,24 @@ def test_gepa_reflects_on_failures_and_evolves_the_root_instructions(student, ro
     assert compiled.root.signature.instructions != student.root.signature.instructions
     assert HINT in compiled.root.signature.instructions
     assert score(compiled, DEV) == 1.0
+
+
+def test_the_optimization_example_runs_offline():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / "dspy_optimize.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=True,
+    ).stdout
+    assert "Dev score before compiling: 50.0%" in out
+    assert "Dev score after compiling:  100.0%" in out
+    assert "Compiled: 2 root demos" in out
