@@ -9,6 +9,11 @@ instructions (COPRO, MIPROv2, GEPA).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dspy
 import pytest
 from dspy_support import exact_match, score, vault_example
@@ -98,11 +103,6 @@ def test_gepa_reflects_on_failures_and_evolves_the_root_instructions(student, ro
 
 
 def test_the_optimization_example_runs_offline():
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     out = subprocess.run(
