@@ -49,7 +49,6 @@ class ProgressState:
     iteration: int = 0
     depth: int = 0
     activity: str = "starting"
-    in_flight: int = 0
     done: int = 0
     errors: int = 0
     tokens: int = 0
@@ -59,6 +58,13 @@ class ProgressState:
     _iter_done: int = 0
     _iter_tokens: int = 0
     _iter_started: float = 0.0
+    # Started-but-unfinished calls per function: an end event only settles a start of the
+    # same function, because replayed calls (and rlm_query) end without a start event.
+    _open: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._open.values())
 
     @property
     def elapsed(self) -> float:
@@ -85,10 +91,13 @@ class ProgressState:
         elif kind == "code_start":
             self.activity = "running code" if depth == 0 else f"running child code (depth {depth})"
         elif kind == "subcall_start":
-            self.in_flight += 1
-            self.activity = f"sub-calls ({e.get('function') or 'llm_query'})"
+            fn = str(e.get("function") or "")
+            self._open[fn] = self._open.get(fn, 0) + 1
+            self.activity = f"sub-calls ({fn or 'llm_query'})"
         elif kind == "subcall_end":
-            self.in_flight = max(0, self.in_flight - 1)
+            fn = str(e.get("function") or "")
+            if self._open.get(fn):
+                self._open[fn] -= 1
             self.done += 1
             if e.get("error"):
                 self.errors += 1

@@ -396,14 +396,18 @@ def test_progress_state_counts_subcalls_in_flight_and_done() -> None:
     st.apply({"event": "root_response", "depth": 0, "iteration": 1, "usage": usage})
     for _ in range(3):
         st.apply({"event": "subcall_start", "depth": 0, "function": "llm_query_batched"})
-    st.apply({"event": "subcall_end", "depth": 0, "error": None})
+    batched = {"event": "subcall_end", "depth": 0, "function": "llm_query_batched"}
+    st.apply({**batched, "error": None})
     assert (st.in_flight, st.done) == (2, 1)
-    st.apply({"event": "subcall_end", "depth": 0, "error": "Error: boom"})
-    st.apply({"event": "subcall_end", "depth": 0, "error": None, "replayed": True})
-    st.apply({"event": "subcall_end", "depth": 0, "error": None, "replayed": True})
-    assert (st.in_flight, st.done, st.errors) == (0, 4, 1)  # replayed calls never started
+    # rlm_query ends without a start event: it must not settle a batched call in flight.
+    st.apply({"event": "subcall_end", "depth": 0, "function": "rlm_query", "error": None})
+    assert (st.in_flight, st.done) == (2, 2)
+    st.apply({**batched, "error": "Error: boom"})
+    st.apply({**batched, "error": None})
+    st.apply({**batched, "error": None, "replayed": True})  # never started
+    assert (st.in_flight, st.done, st.errors) == (0, 5, 1)
     line = st.status_line()
-    assert "iteration 1" in line and "0 in flight, 4 done (1 failed)" in line
+    assert "iteration 1" in line and "0 in flight, 5 done (1 failed)" in line
     assert "1,200 tokens" in line and "$0.0020" in line
     st.apply({"event": "iteration_start", "depth": 1, "iteration": 1})
     assert st.iteration == 1 and "depth 1" in st.activity  # child iterations do not advance
