@@ -212,3 +212,29 @@ def test_submission_parsing_rules():
     values = {"label": "c", "score": 0.25}
     assert decode_answer(Two, encode_answer(values)) == values
     assert decode_answer(Vault, "42") == {"answer": 42}
+
+
+def test_depth_two_runs_a_child_rlm_on_the_sub_lm(dspy_model, root_lm, sub_lm, scripted_server):
+    scripted_turns(
+        dspy_model,
+        (
+            "Delegate the search to a child RLM.",
+            "found = rlm_query('What is the access code for vault 17?', context=document)\n"
+            "print(found)",
+        ),
+        ("Submit it.", "SUBMIT(answer=found)"),
+    )
+    text = haystack("The access code for vault 17 is 4821.")
+    with dspy.context(lm=root_lm):
+        pred = RLMModule(Vault, sub_lm=sub_lm, max_depth=2)(document=text, question="Code?")
+    assert pred.answer == 4821
+    call = pred.trajectory[0]["code_blocks"][0]["subcalls"][0]
+    assert call["function"] == "rlm_query" and call["children"]  # the child's own turns
+    assert set(pred.usage["by_depth"]) == {"0", "1", "2"}
+    # The child's root turns use the engine's prompt on the sub LM, not the DSPy format.
+    child_turns = [
+        r
+        for r in scripted_server.stats.completions("scripted-sub")
+        if r.last_user.startswith("The variable `context`")
+    ]
+    assert child_turns
