@@ -161,10 +161,12 @@ def _summary_line(res: Any) -> str:
     from rlm_engine.progress import fmt_cost, fmt_seconds, fmt_tokens
 
     u = res.usage.total
+    models = ", ".join(res.usage.by_model())  # shows what a server-chosen ("auto") model was
     return (
         f"{res.status} · {len(res.iterations)} iterations · {u.calls} LM calls "
         f"({res.usage.root.calls} root, {res.usage.sub.calls} sub) · "
         f"{fmt_tokens(u.total_tokens)} tokens · {fmt_cost(u.cost)} · {fmt_seconds(res.duration)}"
+        + (f" · models: {models}" if models else "")
     )
 
 
@@ -400,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least_one,
         default=1,
         metavar="N",
-        help="levels of child RLMs rlm_query may spawn (default: 1)",
+        help="recursion depth: 1 makes rlm_query a plain sub-LM call, 2 lets it start "
+        "child RLMs, and so on (default: 1)",
     )
     run.add_argument("--max-concurrency", type=_at_least_one, default=16, metavar="N")
     run.add_argument("--max-llm-calls", type=_at_least_one, metavar="N", help="budget: LM calls")

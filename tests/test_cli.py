@@ -84,7 +84,7 @@ def test_run_against_scripted_server_prints_answer(scripted_server, hay_file: Pa
     assert r.returncode == 0, r.stderr
     assert r.stdout == "4412\n"
     assert "backend: openai (--backend)" in r.stderr
-    assert "final ·" in r.stderr
+    assert "models: scripted-root, scripted-sub" in r.stderr
     # The answer really came over HTTP, from both the root and the sub model.
     by_model = scripted_server.stats.by_model
     assert by_model.get("scripted-root", 0) >= 2
