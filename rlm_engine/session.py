@@ -230,7 +230,7 @@ class RLMSession:
         self.depth = state.depth
         self.totals = UsageTotals()  # everything this session and its children used
         self._block_calls: list[SubCall] | None = None
-        self._replay: dict[tuple[str, str | None, str], deque[str]] = {}
+        self._replay: dict[tuple[str, str], deque[str]] = {}
         self._started = time.perf_counter()
         self._closed = False
 
@@ -536,7 +536,9 @@ class RLMSession:
                         "llm_query_batched",
                         "rlm_query",
                     ):
-                        key = (self._kind(call.function), call.model, call.prompt_sha)
+                        # Not keyed by model: ``call.model`` holds the model that answered,
+                        # while the code asks with the name it passed (usually None).
+                        key = (self._kind(call.function), call.prompt_sha)
                         self._replay.setdefault(key, deque()).append(call.response)
         try:
             for it in self.state.iterations:
@@ -550,7 +552,7 @@ class RLMSession:
         return "rlm" if function.startswith("rlm") else "llm"
 
     def _replayed(self, function: str, model: str | None, sha: str) -> str | None:
-        q = self._replay.get((self._kind(function), model, sha))
+        q = self._replay.get((self._kind(function), sha))
         return q.popleft() if q else None
 
     # -- sub-calls (host functions) ---------------------------------------------------------
