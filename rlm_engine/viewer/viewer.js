@@ -362,6 +362,11 @@
   let selected = -1;
   const maxRowTok = Math.max(1, ...SUM.map(function (x) { return x.root_tokens + x.sub_tokens; }));
 
+  const textCache = [];
+  function searchText(i) {
+    if (textCache[i] === undefined) textCache[i] = iterationText(ITS[i]);
+    return textCache[i];
+  }
   function iterationText(it) {
     const parts = [it.response, it.final_answer, it.feedback];
     (it.code_blocks || []).forEach(function (b) {
@@ -378,7 +383,7 @@
       if (f === "errors" && !s.errors) continue;
       if (f === "subcalls" && !s.subcalls) continue;
       if (f === "final" && !s.final) continue;
-      if (q && iterationText(ITS[i]).indexOf(q) < 0) continue;
+      if (q && searchText(i).indexOf(q) < 0) continue;
       view.push(i);
     }
     document.getElementById("tl-count").textContent = view.length === SUM.length ? "(" + num(SUM.length) + ")" : "(" + num(view.length) + " of " + num(SUM.length) + ")";
