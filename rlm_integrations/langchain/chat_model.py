@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -65,6 +66,7 @@ from rlm_integrations.langchain.tools import (
     tool_spec,
 )
 
+OPENAI_URL = "https://api.openai.com/v1"
 TASK_IN_CONTEXT = "The task is stated inside the context; find it and complete it."
 _CALL_KWARGS = {"context", "model", "tools", "tool_choice", "response_format", "repl_tools"}
 _IGNORED_KWARGS = {"stream", "strict", "parallel_tool_calls"}
@@ -144,6 +146,8 @@ class RLMChatModel(BaseChatModel):
     """Extra root turns to fix an answer that fails the schema or a required tool call."""
     max_query_chars: int = 4_000
     system_prompt: str | None = None
+    logger: Any = Field(default=None, exclude=True)
+    """An ``rlm_engine`` logger (e.g. ``RLMLogger``) that records every run's trajectory."""
 
     model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
 
@@ -370,6 +374,14 @@ class RLMChatModel(BaseChatModel):
         kw: dict[str, Any] = {"model_name": model, "max_retries": self.max_retries}
         if self.base_url:
             kw["base_url"] = self.base_url
+        elif (
+            self.backend == "openai"
+            and "api_key" in self.model_fields_set
+            and not any(os.environ.get(v) for v in ("RLM_API_URL", "OPENAI_BASE_URL"))
+        ):
+            # An explicit key means OpenAI, as for ChatOpenAI; the engine's default without
+            # an OPENAI_API_KEY variable is a local server.
+            kw["base_url"] = OPENAI_URL
         if self.api_key is not None and (
             self.backend == "openai" or "api_key" in self.model_fields_set
         ):
@@ -439,7 +451,13 @@ class RLMChatModel(BaseChatModel):
             tools_doc="\n".join(docs),
         )
         progress = progress_cls(target, writer)
-        shared = Shared(config, root_client=root_client, sub_client=sub_client, on_event=progress)
+        shared = Shared(
+            config,
+            root_client=root_client,
+            sub_client=sub_client,
+            logger=self.logger,
+            on_event=progress,
+        )
         root_model = kwargs.get("model")
         try:
             session = await RLMSession.open(

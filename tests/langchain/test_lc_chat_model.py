@@ -439,3 +439,27 @@ def test_langchain_models_as_root_and_sub(model: ScriptedModel) -> None:
     assert msg.content == "4729"
     assert set(msg.response_metadata["usage"]["by_model"]) == {"scripted-root", "scripted-sub"}
     assert isinstance(msg, AIMessage)
+
+
+def test_logger_records_the_trajectory(llm: RLMChatModel, tmp_path: Any) -> None:
+    from rlm_engine.logger import RLMLogger
+
+    logger = RLMLogger(tmp_path)
+    msg = llm.model_copy(update={"logger": logger}).invoke("What is the secret code?", context=DOC)
+    assert logger.last_path is not None
+    text = logger.last_path.read_text()
+    assert msg.response_metadata["run_id"] in logger.last_path.name
+    assert '"4729"' in text
+
+
+async def test_explicit_api_key_means_openai(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OPENAI_API_KEY", "RLM_API_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    root, _ = RLMChatModel(model="gpt-5-mini", api_key="sk-x")._clients(None)
+    local, _ = RLMChatModel(model="gpt-5-mini")._clients(None)
+    try:
+        assert root.base_url == "https://api.openai.com/v1"
+        assert local.base_url == "http://localhost:8080/v1"  # the engine's keyless default
+    finally:
+        await root.aclose()
+        await local.aclose()
