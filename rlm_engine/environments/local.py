@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ctypes
 import threading
 import time
@@ -84,7 +85,9 @@ class LocalEnvironment(Environment):
                 result = core.run_cell(code)
             except BaseException as e:  # CellInterrupted landing after run_cell returned
                 result = {"error": f"Interrupted: {type(e).__name__}", "interrupted": True}
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+            if not loop.is_closed():  # the run may have ended (timeout) while this cell ran
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
 
         started = time.perf_counter()
         thread = threading.Thread(target=work, name="rlm-local-cell", daemon=True)
