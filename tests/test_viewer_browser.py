@@ -183,9 +183,13 @@ def test_real_trace_click_iteration_expand_subcall_screenshot(
     assert visible_text(page, "#answer .text") == "4412"
     assert visible_text(page, "#query .text") == "What is the secret code?"
     assert "scripted-root" in visible_text(page, "#query")
-    page.click("#query .sysprompt summary")
-    assert "persistent Python REPL" in visible_text(page, "#query .sysprompt pre")
-    page.click("#query .sysprompt summary")  # closed again for the screenshot
+    page.locator("#query .sysprompt summary", has_text="System prompt").click()
+    assert "persistent Python REPL" in visible_text(page, "#query .sysprompt[open] pre")
+    page.locator("#query .sysprompt summary", has_text="System prompt").click()  # closed again
+    preview = page.locator("#query .sysprompt", has_text="Context preview")
+    preview.locator("summary").click()
+    assert "Line 0: routine entry" in preview.locator("pre").inner_text()
+    preview.locator("summary").click()
     assert visible_text(page, "#summary .card .value") == str(len(iterations))
     # The first iteration is selected on load; click the second in the timeline.
     assert visible_text(page, "#it-head h3") == f"Iteration #{iterations[0]['index']}"

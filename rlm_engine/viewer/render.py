@@ -85,6 +85,9 @@ def build_payload(trace: Trace) -> dict[str, Any]:
         usage, source = computed_usage(trace.iterations), "computed"
     usage = {k: v for k, v in usage.items() if k != "records"}  # raw ledger: not displayed
     summaries = [iteration_summary(it) for it in trace.iterations]
+    for pos, s in enumerate(summaries):
+        if s["index"] is None:  # hand-written or foreign traces: number by position
+            s["index"] = pos
     return {
         "version": 1,
         "file": Path(trace.path).name,

@@ -229,12 +229,14 @@
         cfg.environment ? h("span", { text: "env: " + cfg.environment }) : null,
         cfg.max_iterations !== undefined ? h("span", { text: "max iterations: " + cfg.max_iterations }) : null,
         cfg.max_depth !== undefined ? h("span", { text: "max depth: " + cfg.max_depth }) : null));
-    if (meta.system_prompt) {
-      const sp = h("details", { class: "sysprompt" }, h("summary", { text: "System prompt (" + num(str(meta.system_prompt).length) + " chars)" }));
+    function lazyDetails(label, text) {
+      const d = h("details", { class: "sysprompt" }, h("summary", { text: label }));
       let built = false;
-      sp.addEventListener("toggle", function () { if (sp.open && !built) { built = true; sp.append(clipped("pre", "out", meta.system_prompt)); } });
-      q.append(sp);
+      d.addEventListener("toggle", function () { if (d.open && !built) { built = true; d.append(clipped("pre", "out", text)); } });
+      return d;
     }
+    if (ctx.preview) q.append(lazyDetails("Context preview (what the root LM is shown up front)", ctx.preview));
+    if (meta.system_prompt) q.append(lazyDetails("System prompt (" + num(str(meta.system_prompt).length) + " chars)", meta.system_prompt));
     let ansText, cls = "";
     if (!result) { ansText = "No result recorded: the run did not finish."; cls = " none"; }
     else if (status === "error") { ansText = result.error || "The run failed."; cls = " failed"; }
@@ -494,9 +496,9 @@
 
   function childTrajectory(children, depth) {
     const box = h("div", { class: "children" }, h("div", { class: "outlabel", text: "Child RLM trajectory · depth " + depth + " · " + children.length + " iteration" + (children.length === 1 ? "" : "s") }));
-    children.forEach(function (it) {
+    children.forEach(function (it, pos) {
       const d = h("details", { class: "child" }, h("summary", null, h("span", { class: "caret", "aria-hidden": "true" }),
-        "Iteration #" + it.index + " ", h("span", { class: "muted", text: "· " + (it.code_blocks || []).length + " blocks · " + tok((it.input_tokens || 0) + (it.output_tokens || 0)) + " root tok · " + secs(it.duration) + (it.final_answer !== null && it.final_answer !== undefined ? " · FINAL" : "") })));
+        "Iteration #" + (it.index === null || it.index === undefined ? pos : it.index) + " ", h("span", { class: "muted", text: "· " + (it.code_blocks || []).length + " blocks · " + tok((it.input_tokens || 0) + (it.output_tokens || 0)) + " root tok · " + secs(it.duration) + (it.final_answer !== null && it.final_answer !== undefined ? " · FINAL" : "") })));
       let built = false;
       d.addEventListener("toggle", function () {
         if (!d.open || built) return;
