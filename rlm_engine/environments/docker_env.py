@@ -147,8 +147,8 @@ class DockerChannel(WorkerChannel):
         state = self._state or {}
         if state.get("OOMKilled"):
             return "was killed by the container's memory limit (OOM)"
-        if state.get("Running", True) and "ExitCode" not in state:
-            return "was stopped by the host"
+        if not state or state.get("Running"):
+            return "was killed by the host"
         return describe_returncode(state.get("ExitCode"))
 
 
@@ -186,9 +186,14 @@ class DockerEnvironment(WorkerEnvironment):
         self.work_mb = work_mb
         self.cpus = cpus
         self._client: Any = None
+        #: Every container this environment started (restarts add one), for audits.
+        self.container_ids: list[str] = []
 
     def _choose_uid(self) -> int | None:
         return allocate_uid(for_container=True)
+
+    def _reap_policy(self) -> str:
+        return "kill_all"  # the worker only sees its own PID namespace
 
     def _context_path_in_worker(self, area: WorkArea) -> str | None:
         return CONTEXT_PATH if area.context_file else None
@@ -235,7 +240,9 @@ class DockerEnvironment(WorkerEnvironment):
         if area.context_file is not None and not is_root():
             os.chmod(area.context_file, 0o444)  # the container uid is not ours to chown to
         try:
-            return await DockerChannel.open(self._client, self.container_kwargs(area))
+            channel = await DockerChannel.open(self._client, self.container_kwargs(area))
+            self.container_ids.append(channel.container.id)
+            return channel
         except Exception as e:
             if type(e).__name__ == "ImageNotFound":
                 raise RuntimeError(

@@ -69,6 +69,9 @@ class SandboxEnvironment(WorkerEnvironment):
             self._interpreter = find_interpreter(self.python, for_other_uid=self.uid is not None)
         return self._interpreter
 
+    def _reap_policy(self) -> str:
+        return "kill_all"  # the worker only sees its own PID namespace
+
     def _context_path_in_worker(self, area: WorkArea) -> str | None:
         return CONTEXT_PATH if area.context_file else None
 

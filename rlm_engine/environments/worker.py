@@ -13,10 +13,12 @@ Standard library only: the host ships this file, ``protocol.py`` and ``repl_core
 - An ``interrupt`` frame raises ``KeyboardInterrupt`` in the running cell (state survives);
   a worker that ignores it is killed by the host.
 - Resource limits are applied after the context is loaded and before the first cell.
+- When the host says it is safe, processes a cell started are killed when the cell ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -24,6 +26,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 try:  # shipped as top-level modules next to this file
@@ -33,6 +36,7 @@ try:  # shipped as top-level modules next to this file
 except ImportError:  # imported from the installed package (tests, debugging)
     from rlm_engine.environments import landlock, protocol, repl_core
 
+_PR_SET_CHILD_SUBREAPER = 36
 _MARK_PREFIX = b"\x00\x01rlm-sync:"
 _MARK_SUFFIX = b"\x01\x00"
 
@@ -134,6 +138,7 @@ class Worker:
         self._main_ident = threading.main_thread().ident
         self.core: Any = None
         self.output: FdOutput | None = None
+        self._reap_all = False
         self._devnull = os.open(os.devnull, os.O_RDWR)
 
     # -- transport ------------------------------------------------------------------
@@ -160,6 +165,9 @@ class Worker:
                         waiter.put(message)
                 elif op == "interrupt":
                     if self._in_cell and self._main_ident is not None:
+                        if self._reap_all:  # a fork bomb would starve the interrupt
+                            with contextlib.suppress(OSError):
+                                os.kill(-1, signal.SIGKILL)
                         signal.pthread_kill(self._main_ident, signal.SIGINT)
                 else:
                     self._commands.put(message)
@@ -190,14 +198,19 @@ class Worker:
                 sys.path.append(path)
         context = load_context(message.get("context") or {})
         limit = int(message.get("max_output_chars", 1_000_000))
-        self.output = FdOutput(limit * 4)
+        self.output = FdOutput(limit)
         self._redirect_fds()
         self.core = repl_core.ReplCore(
             context, self.call_host, list(message.get("functions", [])), limit
         )
         del context
         apply_limits(message.get("limits") or {})
-        return confine(message.get("landlock"))
+        confinement = confine(message.get("landlock"))
+        policy = message.get("reap", "none")
+        self._reap_all = policy == "kill_all" or (
+            policy == "if_scoped" and bool(confinement and confinement.get("scoped"))
+        )
+        return confinement
 
     def _redirect_fds(self) -> None:
         """fd 0 -> /dev/null, fds 1/2 -> the drained pipe; redone before every cell."""
@@ -216,6 +229,8 @@ class Worker:
             result = {"error": "Interrupted.", "interrupted": True}
         finally:
             self._in_cell = False
+        if self._reap_all:
+            reap_strays()
         for stream in (sys.__stdout__, sys.__stderr__):
             try:
                 if stream is not None:
@@ -304,6 +319,33 @@ def apply_limits(limits: dict[str, Any]) -> None:
     lower(resource.RLIMIT_NPROC, limits.get("max_processes"))
 
 
+def reap_strays() -> None:
+    """Kill every other process this worker may signal, then collect dead children.
+
+    Only used when those are exactly the processes the cells started: a uid of its own,
+    a PID namespace, or a Landlock signal scope. So nothing a cell starts (a fork bomb, a
+    forgotten background job) outlives the cell.
+    """
+    for _ in range(100):  # bounded (~1 s) in case something unexpected stays signalable
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            break  # nothing left that we may signal
+        _collect_children()  # as child subreaper we also reap orphaned grandchildren
+        time.sleep(0.005)
+    _collect_children()
+
+
+def _collect_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def confine(spec: dict[str, Any] | None) -> dict[str, Any] | None:
     """Apply the host's Landlock allow-list; ``required`` turns "unsupported" into an error."""
     if not spec:
@@ -317,8 +359,18 @@ def confine(spec: dict[str, Any] | None) -> dict[str, Any] | None:
     return report
 
 
+def become_subreaper() -> None:
+    """Adopt orphaned descendants, so killed ones are reaped here at once (not by an init
+    that may reap slowly) and a fork bomb's zombies do not keep holding process slots."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
 def main() -> None:
     """Take over fds 0/1 for the protocol and serve until the host closes the channel."""
+    become_subreaper()
     # The bootstrap read its bundle with os.read and the host sends nothing until our
     # hello, so no buffered input is lost by switching to a private duplicate of fd 0.
     proto_in = os.fdopen(os.dup(0), "rb")

@@ -112,6 +112,12 @@ class WorkerEnvironment(Environment):
             return None
         return {"read": paths[0], "write": paths[1], "required": bool(self.landlock)}
 
+    def _reap_policy(self) -> str:
+        """How the worker may stop processes a cell left behind: ``kill_all`` when every
+        process it can signal is its own (own uid, PID namespace), ``if_scoped`` when only
+        a Landlock signal scope would make that true, ``none`` otherwise."""
+        return "kill_all" if self.uid is not None else "if_scoped"
+
     def _choose_uid(self) -> int | None:
         """The uid the worker runs as: a fresh one when the host may switch uids."""
         return allocate_uid()
@@ -153,6 +159,7 @@ class WorkerEnvironment(Environment):
                     "sys_path": self._worker_sys_path(),
                     "limits": self._limits(),
                     "landlock": self._landlock_spec(self.area),
+                    "reap": self._reap_policy(),
                 }
             )
             ready = await self._reply(self.start_timeout + self.area.context_bytes / (50 * _MB))
