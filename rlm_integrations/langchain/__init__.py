@@ -8,8 +8,9 @@
   tests without an API key.
 """
 
-from rlm_integrations.langchain.chat_model import RLMChatModel, RLMError
+from rlm_integrations.langchain.chat_model import RLMChatModel
 from rlm_integrations.langchain.client import LangChainClient
+from rlm_integrations.langchain.outcome import RLMError
 from rlm_integrations.langchain.scripted import ScriptedChatModel
 
 __all__ = ["LangChainClient", "RLMChatModel", "RLMError", "ScriptedChatModel"]

@@ -11,8 +11,6 @@ through callbacks (:mod:`.progress`).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -27,7 +25,6 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import (
     Runnable,
@@ -43,21 +40,22 @@ from pydantic import ConfigDict, Field, SecretStr
 from rlm_engine.aio import run_sync
 from rlm_engine.clients import LMClient, make_client
 from rlm_engine.environments import HostFunction
-from rlm_engine.session import RLMConfig, RLMResult, RLMSession, Shared, run
+from rlm_engine.session import RLMConfig, RLMSession, Shared, run
 from rlm_integrations.langchain.client import LangChainClient, _with_model, model_name_of
 from rlm_integrations.langchain.messages import split_messages
+from rlm_integrations.langchain.outcome import (
+    answer_problem,
+    continue_with,
+    message_chunks,
+    to_message,
+)
 from rlm_integrations.langchain.progress import (
     AsyncProgress,
     RunTarget,
     SyncProgress,
     stream_writer,
 )
-from rlm_integrations.langchain.structured import (
-    OutputSchema,
-    OutputValidationError,
-    parse_json_answer,
-    retry_message,
-)
+from rlm_integrations.langchain.structured import OutputSchema, structured_parser
 from rlm_integrations.langchain.tools import (
     ToolCallRequests,
     ToolsMode,
@@ -70,21 +68,12 @@ OPENAI_URL = "https://api.openai.com/v1"
 TASK_IN_CONTEXT = "The task is stated inside the context; find it and complete it."
 _CALL_KWARGS = {"context", "model", "tools", "tool_choice", "response_format", "repl_tools"}
 _IGNORED_KWARGS = {"stream", "strict", "parallel_tool_calls"}
-_STREAM_CHUNK_CHARS = 24
 
 # The run id and config of the current public call, for ``_stream``/``_astream``, which
 # LangChain calls without a run manager; progress events need the run they belong to.
 _CALL: ContextVar[tuple[RunnableConfig, uuid.UUID] | None] = ContextVar(
     "rlm_langchain_call", default=None
 )
-
-
-class RLMError(RuntimeError):
-    """The RLM run failed (e.g. its root LM kept failing); ``result`` has the details."""
-
-    def __init__(self, message: str, result: RLMResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class RLMChatModel(BaseChatModel):
@@ -341,7 +330,7 @@ class RLMChatModel(BaseChatModel):
                 "schema": schema,
             },
         )
-        parser = RunnableLambda(_structured_parser(out), name="RLMStructuredOutputParser")
+        parser = RunnableLambda(structured_parser(out), name="RLMStructuredOutputParser")
         if not include_raw:
             return llm | parser
         parser_assign = RunnablePassthrough.assign(
@@ -466,8 +455,8 @@ class RLMChatModel(BaseChatModel):
             try:
                 result = await run(session)
                 for _ in range(self.max_output_retries):
-                    problem = _problem(result, schema, requests)
-                    if problem is None or not _continue_with(session, problem):
+                    problem = answer_problem(result, schema, requests)
+                    if problem is None or not continue_with(session, problem):
                         break
                     result = await run(session)
             finally:
@@ -475,65 +464,8 @@ class RLMChatModel(BaseChatModel):
         finally:
             await shared.aclose()
             await progress.aclose()
-        return self._message(result, root_model or root_client.model_name, schema, requests, stop)
-
-    def _message(
-        self,
-        result: RLMResult,
-        model: str,
-        schema: OutputSchema | None,
-        requests: ToolCallRequests | None,
-        stop: list[str] | None,
-    ) -> AIMessage:
-        if result.status == "error":
-            raise RLMError(f"RLM run failed: {result.error}", result)
-        text = result.answer or ""
-        calls: list[dict[str, Any]] = []
-        if requests is not None:
-            text, calls = requests.finish(text)
-        if schema is not None and schema.method == "function_calling" and not calls:
-            try:
-                value = schema.check(text)
-            except OutputValidationError:
-                pass
-            else:
-                calls = [
-                    {"name": schema.name, "args": value, "id": _call_id(), "type": "tool_call"}
-                ]
-                text = ""
-        text = _cut_at_stop(text, [*(self.stop or []), *(stop or [])])
-        usage = result.usage
-        if calls:
-            finish = "tool_calls"
-        elif result.status == "final":
-            finish = "stop"
-        else:
-            finish = result.status
-        return AIMessage(
-            content=text,
-            tool_calls=calls,
-            usage_metadata=UsageMetadata(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                total_tokens=usage.total_tokens,
-            ),
-            response_metadata={
-                "model_name": model,
-                "model_provider": "rlm",
-                "finish_reason": finish,
-                "status": result.status,
-                "iterations": len(result.iterations),
-                "usage": {
-                    "root": usage.root.to_dict(),
-                    "sub": usage.sub.to_dict(),
-                    "by_model": {k: v.to_dict() for k, v in usage.by_model().items()},
-                },
-                "cost": usage.cost,
-                "run_id": result.run_id,
-                "duration": result.duration,
-                **({"error": result.error} if result.error else {}),
-            },
-        )
+        stops = [*(self.stop or []), *(stop or [])]
+        return to_message(result, root_model or root_client.model_name, schema, requests, stops)
 
     # -- BaseChatModel hooks ----------------------------------------------------------------
     async def _agenerate(
@@ -571,7 +503,7 @@ class RLMChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         target, writer = self._target(run_manager), stream_writer()
         msg = await self._arun(messages, stop, kwargs, target, AsyncProgress, writer)
-        for chunk in _chunks(msg):
+        for chunk in message_chunks(msg):
             yield chunk
 
     def _stream(
@@ -583,91 +515,10 @@ class RLMChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         target, writer = self._target(run_manager), stream_writer()
         msg = run_sync(self._arun(messages, stop, kwargs, target, SyncProgress, writer))
-        yield from _chunks(msg)
+        yield from message_chunks(msg)
 
 
-# -- helpers --------------------------------------------------------------------------------
 def _reset(token: Any) -> None:
     # A generator closed from another context (e.g. garbage-collected) cannot reset.
     with contextlib.suppress(ValueError):
         _CALL.reset(token)
-
-
-def _call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cuts = [text.find(s) for s in stop if s and s in text]
-    return text[: min(cuts)] if cuts else text
-
-
-def _problem(
-    result: RLMResult, schema: OutputSchema | None, requests: ToolCallRequests | None
-) -> str | None:
-    """Why a final answer is not acceptable to the caller, as feedback for the root LM."""
-    if result.status != "final":
-        return None
-    answer = result.answer or ""
-    if requests is not None:
-        _, calls = requests.finish(answer)
-        problem = requests.problem(calls)
-        if problem or calls:
-            return problem
-    if schema is not None:
-        try:
-            schema.check(answer)
-        except OutputValidationError as e:
-            return retry_message(e, schema)
-    return None
-
-
-def _continue_with(session: RLMSession, feedback: str) -> bool:
-    """Reopen a finished run: the feedback becomes the next user turn of the same session."""
-    st = session.state
-    if st.status != "final" or not st.iterations:
-        return False
-    st.iterations[-1].feedback = feedback
-    st.final_answer = st.status = st.error = st.partial_answer = None
-    if st.iteration >= session.config.max_iterations:  # one more turn for the fix
-        session.config = dataclasses.replace(session.config, max_iterations=st.iteration + 1)
-    return True
-
-
-def _chunks(msg: AIMessage) -> Iterator[ChatGenerationChunk]:
-    """The answer as streamed chunks; the last carries tool calls, usage and metadata."""
-    text = msg.text
-    step = _STREAM_CHUNK_CHARS
-    for i in range(0, len(text), step):
-        yield ChatGenerationChunk(message=AIMessageChunk(content=text[i : i + step]))
-    yield ChatGenerationChunk(
-        message=AIMessageChunk(
-            content="",
-            tool_call_chunks=[
-                {
-                    "name": c["name"],
-                    "args": _json(c["args"]),
-                    "id": c["id"],
-                    "index": i,
-                    "type": "tool_call_chunk",
-                }
-                for i, c in enumerate(msg.tool_calls)
-            ],
-            usage_metadata=msg.usage_metadata,
-            response_metadata=msg.response_metadata,
-            chunk_position="last",
-        )
-    )
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _structured_parser(schema: OutputSchema) -> Callable[[BaseMessage], Any]:
-    def parse(message: BaseMessage) -> Any:
-        calls = getattr(message, "tool_calls", None)
-        value = calls[0]["args"] if calls else parse_json_answer(message.text)
-        return schema.to_python(value)
-
-    return parse

@@ -14,10 +14,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langchain_core.messages import BaseMessage
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import TypeAdapter
@@ -193,6 +194,17 @@ def validate(value: Any, schema: Any, root: Any = None, path: str = "$") -> list
         for i, item in enumerate(value):
             errors.extend(validate(item, schema["items"], root, f"{path}[{i}]"))
     return errors
+
+
+def structured_parser(schema: OutputSchema) -> Callable[[BaseMessage], Any]:
+    """Message -> parsed output: tool-call arguments or JSON content, in the caller's type."""
+
+    def parse(message: BaseMessage) -> Any:
+        calls = getattr(message, "tool_calls", None)
+        value = calls[0]["args"] if calls else parse_json_answer(message.text)
+        return schema.to_python(value)
+
+    return parse
 
 
 def retry_message(error: Exception, schema: OutputSchema) -> str:

@@ -1,0 +1,165 @@
+"""From a finished RLM run to what LangChain gets back.
+
+``to_message`` builds the ``AIMessage`` (answer, tool calls, exact usage, run metadata)
+and ``message_chunks`` streams it. ``answer_problem`` and ``continue_with`` implement the
+fix-up turn: when a final answer misses the schema or a required tool call, the same
+session is reopened with feedback and run again by the engine's one loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk
+
+from rlm_engine.session import RLMResult, RLMSession
+from rlm_integrations.langchain.structured import (
+    OutputSchema,
+    OutputValidationError,
+    retry_message,
+)
+from rlm_integrations.langchain.tools import ToolCallRequests
+
+_STREAM_CHUNK_CHARS = 24
+
+
+class RLMError(RuntimeError):
+    """The RLM run failed (e.g. its root LM kept failing); ``result`` has the details."""
+
+    def __init__(self, message: str, result: RLMResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def to_message(
+    result: RLMResult,
+    model: str,
+    schema: OutputSchema | None,
+    requests: ToolCallRequests | None,
+    stop: list[str] | None,
+) -> AIMessage:
+    """The AIMessage of a finished run: answer, tool calls, exact usage, run metadata."""
+    if result.status == "error":
+        raise RLMError(f"RLM run failed: {result.error}", result)
+    text = result.answer or ""
+    calls: list[dict[str, Any]] = []
+    if requests is not None:
+        text, calls = requests.finish(text)
+    if schema is not None and schema.method == "function_calling" and not calls:
+        try:
+            value = schema.check(text)
+        except OutputValidationError:
+            pass
+        else:
+            calls = [{"name": schema.name, "args": value, "id": _call_id(), "type": "tool_call"}]
+            text = ""
+    text = _cut_at_stop(text, stop or [])
+    usage = result.usage
+    if calls:
+        finish = "tool_calls"
+    elif result.status == "final":
+        finish = "stop"
+    else:
+        finish = result.status
+    return AIMessage(
+        content=text,
+        tool_calls=calls,
+        usage_metadata=UsageMetadata(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+        ),
+        response_metadata={
+            "model_name": model,
+            "model_provider": "rlm",
+            "finish_reason": finish,
+            "status": result.status,
+            "iterations": len(result.iterations),
+            "usage": {
+                "root": usage.root.to_dict(),
+                "sub": usage.sub.to_dict(),
+                "by_model": {k: v.to_dict() for k, v in usage.by_model().items()},
+            },
+            "cost": usage.cost,
+            "run_id": result.run_id,
+            "duration": result.duration,
+            **({"error": result.error} if result.error else {}),
+        },
+    )
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def answer_problem(
+    result: RLMResult, schema: OutputSchema | None, requests: ToolCallRequests | None
+) -> str | None:
+    """Why a final answer is not acceptable to the caller, as feedback for the root LM."""
+    if result.status != "final":
+        return None
+    answer = result.answer or ""
+    if requests is not None:
+        _, calls = requests.finish(answer)
+        problem = requests.problem(calls)
+        if problem or calls:
+            return problem
+    if schema is not None:
+        try:
+            schema.check(answer)
+        except OutputValidationError as e:
+            return retry_message(e, schema)
+    return None
+
+
+def continue_with(session: RLMSession, feedback: str) -> bool:
+    """Reopen a finished run: the feedback becomes the next user turn of the same session."""
+    st = session.state
+    if st.status != "final" or not st.iterations:
+        return False
+    st.iterations[-1].feedback = feedback
+    st.final_answer = st.status = st.error = st.partial_answer = None
+    if st.iteration >= session.config.max_iterations:  # one more turn for the fix
+        session.config = dataclasses.replace(session.config, max_iterations=st.iteration + 1)
+    return True
+
+
+def message_chunks(msg: AIMessage) -> Iterator[ChatGenerationChunk]:
+    """The answer as streamed chunks; the last carries tool calls, usage and metadata."""
+    text = msg.text
+    step = _STREAM_CHUNK_CHARS
+    for i in range(0, len(text), step):
+        yield ChatGenerationChunk(message=AIMessageChunk(content=text[i : i + step]))
+    yield ChatGenerationChunk(
+        message=AIMessageChunk(
+            content="",
+            tool_call_chunks=[
+                {
+                    "name": c["name"],
+                    "args": _json(c["args"]),
+                    "id": c["id"],
+                    "index": i,
+                    "type": "tool_call_chunk",
+                }
+                for i, c in enumerate(msg.tool_calls)
+            ],
+            usage_metadata=msg.usage_metadata,
+            response_metadata=msg.response_metadata,
+            chunk_position="last",
+        )
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
