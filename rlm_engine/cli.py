@@ -458,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str, limit: int = 600) -> str:
+    """Errors are one line: provider messages can span lines or embed whole responses."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -469,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         if args.debug:
             traceback.print_exc()
-        print(f"rlm: error: {e}", file=sys.stderr)
+        print(f"rlm: error: {_one_line(str(e))}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("rlm: interrupted", file=sys.stderr)
@@ -477,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             traceback.print_exc()
-        message = " ".join(str(e).split()) or type(e).__name__
+        message = _one_line(str(e)) or type(e).__name__
         print(f"rlm: error: {type(e).__name__}: {message}", file=sys.stderr)
         return EXIT_ERROR
 
