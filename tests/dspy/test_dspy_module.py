@@ -8,8 +8,9 @@ import dspy
 import pytest
 from dspy_support import chat_reply, haystack, is_rlm_turn
 
+from rlm_engine import RLM
 from rlm_engine.scripted import Request, ScriptedModel
-from rlm_integrations.dspy import RLMModule, RLMRunError
+from rlm_integrations.dspy import DSPyLMClient, RLMModule, RLMRunError
 from rlm_integrations.dspy.outputs import (
     SubmissionError,
     coerce_submission,
@@ -238,3 +239,42 @@ def test_depth_two_runs_a_child_rlm_on_the_sub_lm(dspy_model, root_lm, sub_lm, s
         if r.last_user.startswith("The variable `context`")
     ]
     assert child_turns
+
+
+def test_subprocess_environment_log_dir_and_events(root_lm, tmp_path):
+    events: list[str] = []
+    rlm = RLMModule(
+        Vault,
+        environment="subprocess",
+        log_dir=str(tmp_path),
+        on_event=lambda e: events.append(e["event"]),
+    )
+    with dspy.context(lm=root_lm):
+        pred = rlm(
+            document=haystack("The access code for vault 17 is 4821."),
+            question="What is the access code for vault 17?",
+        )
+    assert pred.answer == 4821
+    (log,) = tmp_path.glob("*.jsonl")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 4  # metadata, two iterations, result
+    assert {"iteration_start", "subcall_end", "final"} <= set(events)
+
+
+def test_budget_limits_apply(root_lm):
+    with dspy.context(lm=root_lm), pytest.raises(RLMRunError, match="status 'budget'"):
+        RLMModule(Vault, max_llm_calls=3)(
+            document=haystack("The access code for vault 17 is 4821."),
+            question="What is the access code for vault 17?",
+        )
+
+
+def test_dspy_lm_client_serves_the_plain_engine(root_lm):
+    with dspy.context(track_usage=True), dspy.track_usage() as tracker:
+        res = RLM(backend=DSPyLMClient(root_lm)).completion(
+            haystack("The access code for vault 17 is 4821."),
+            query="What is the access code for vault 17?",
+        )
+    assert res.status == "final" and "4821" in res.response
+    prompt_tokens = sum(e["prompt_tokens"] for e in tracker.usage_data["openai/scripted-root"])
+    assert prompt_tokens == res.usage.input_tokens
