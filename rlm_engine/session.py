@@ -683,6 +683,7 @@ class RLMSession:
             call.response, call.replayed = replayed, True
             self._log_call(call)
             return replayed
+        self.shared.emit("subcall_start", depth=self.depth, function=function)
         started = time.perf_counter()
         child_context = prompt if context is None else context
         child_query = None if context is None else prompt

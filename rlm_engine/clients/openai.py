@@ -21,6 +21,7 @@ from rlm_engine.clients.base import LMClient, compute_cost, price_for
 from rlm_engine.types import LMResponse, Message
 
 DEFAULT_LOCAL_URL = "http://localhost:8080/v1"
+DEFAULT_OPENAI_MODEL = "gpt-5-mini"
 _MALFORMED_RETRIES = 2
 
 
@@ -62,7 +63,10 @@ class OpenAIClient(LMClient):
         self._async = openai.AsyncOpenAI(**common)
         self._sync_client: openai.OpenAI | None = None
         self._requested_model = model_name
-        self.model_name = model_name if model_name not in (None, "", "auto") else "auto"
+        if model_name in (None, "", "auto"):
+            # Asking api.openai.com for its model list would pick an arbitrary model.
+            model_name = DEFAULT_OPENAI_MODEL if self.base_url is None else "auto"
+        self.model_name = model_name
         self._pricing = pricing
         self.completion_kwargs = completion_kwargs
         if context_chars:
@@ -84,7 +88,7 @@ class OpenAIClient(LMClient):
         except openai.OpenAIError as e:
             raise RuntimeError(
                 f"model_name is 'auto' but listing models at {self.base_url} failed ({e}). "
-                "Pass backend_kwargs={'model_name': ...}."
+                "Pass backend_kwargs={'model_name': ...} (or --model on the command line)."
             ) from e
         models = [m.id for m in page.data]
         if not models:
