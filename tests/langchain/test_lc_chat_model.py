@@ -463,3 +463,22 @@ async def test_explicit_api_key_means_openai(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         await root.aclose()
         await local.aclose()
+
+
+def test_anthropic_backend_with_known_prices(
+    model: ScriptedModel, scripted_server: ScriptedServer
+) -> None:
+    llm = RLMChatModel(
+        backend="anthropic",
+        model="claude-haiku-4-5",
+        base_url=scripted_server.url,
+        api_key="sk-test",
+        max_iterations=8,
+    )
+    msg = llm.invoke("What is the secret code?", context=DOC)
+    assert msg.content == "4729"
+    assert set(scripted_server.stats.by_path) == {"/v1/messages"}
+    u = msg.usage_metadata
+    # claude-haiku-4-5 is priced at $1 / $5 per million input / output tokens.
+    expected = (u["input_tokens"] * 1.0 + u["output_tokens"] * 5.0) / 1e6
+    assert msg.response_metadata["cost"] == pytest.approx(expected)
