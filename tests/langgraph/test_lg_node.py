@@ -8,6 +8,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.types import Command
 from lg_support import ANSWER, QUESTION
 from typing_extensions import TypedDict
 
@@ -150,3 +151,17 @@ def test_rlm_node_errors_are_actionable(graph_kwargs):
         RLMNode(messages_key=None, query_key="q", **graph_kwargs)
     with pytest.raises(TypeError, match="not both"):
         RLMNode(build_rlm_graph(**graph_kwargs).compile(), max_iterations=3)
+
+
+def test_code_review_inside_the_rlm_node_pauses_the_parent(graph_kwargs, haystack):
+    rlm = RLMNode(context_key="document", review_code=True, **graph_kwargs)
+    app = _agent(rlm).compile(checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "agent-review"}}
+    out = app.invoke({"messages": [HumanMessage(QUESTION)], "document": haystack}, cfg)
+    reviews = 0
+    while "__interrupt__" in out:
+        assert out["__interrupt__"][0].value["kind"] == "rlm_code_review"
+        reviews += 1
+        out = app.invoke(Command(resume=True), cfg)
+    assert reviews == 2
+    assert out["messages"][-1].text == f"Done: {ANSWER}"
