@@ -439,6 +439,7 @@ class RLMChatModel(BaseChatModel):
             tools=fns,
             tools_doc="\n".join(docs),
         )
+        root_model = kwargs.get("model")
         progress = progress_cls(target, writer)
         shared = Shared(
             config,
@@ -447,7 +448,6 @@ class RLMChatModel(BaseChatModel):
             logger=self.logger,
             on_event=progress,
         )
-        root_model = kwargs.get("model")
         try:
             session = await RLMSession.open(
                 config, rlm_in.context, query, shared=shared, root_model=root_model
@@ -462,8 +462,10 @@ class RLMChatModel(BaseChatModel):
             finally:
                 await session.close()
         finally:
-            await shared.aclose()
-            await progress.aclose()
+            try:
+                await shared.aclose()
+            finally:
+                await progress.aclose()  # deliver every queued progress event
         stops = [*(self.stop or []), *(stop or [])]
         return to_message(result, root_model or root_client.model_name, schema, requests, stops)
 
