@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import dspy
@@ -182,3 +183,27 @@ def test_program_of_thought_runs_on_our_environment(dspy_model, root_lm):
     with dspy.context(lm=root_lm):
         pred = pot(question="What is the sum of 1..10?")
     assert pred.answer == '{"output": {"answer": 55}}'
+
+
+def double(x: int) -> int:
+    """Double a number."""
+    return 2 * x
+
+
+def test_code_act_runs_on_our_environment(dspy_model, root_lm):
+    def act(req) -> str:
+        return chat_reply(generated_code="```python\nprint(double(21))\n```", finished="True")
+
+    def extract(req) -> str:
+        output = re.search(r"code_output_0\W+(\d+)", req.last_user)[1]
+        return chat_reply(reasoning="The code printed it.", answer=output)
+
+    dspy_model.add_rule(lambda r: "[[ ## finished ## ]]" in r.system, act)
+    dspy_model.add_rule(lambda r: "[[ ## trajectory ## ]]" in r.last_user, extract)
+    agent = dspy.CodeAct(
+        "question -> answer", tools=[double], interpreter_factory=EngineInterpreterFactory()
+    )
+    with dspy.context(lm=root_lm):
+        pred = agent(question="What is double of 21?")
+    assert json.loads(pred.trajectory["code_output_0"]) == "42"  # CodeAct JSON-encodes output
+    assert pred.answer == "42"
