@@ -2,8 +2,23 @@
 adapter that runs ``dspy.RLM`` / ``CodeAct`` / ``ProgramOfThought`` code in our environments.
 """
 
+try:
+    import dspy  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "rlm_integrations.dspy needs DSPy: pip install 'rlm-integrations[dspy]'"
+    ) from e
+
+from rlm_integrations.dspy.interpreter import EngineInterpreter, EngineInterpreterFactory
 from rlm_integrations.dspy.lm_client import DSPyLMClient
 from rlm_integrations.dspy.module import RLMModule, RLMRunError
 from rlm_integrations.dspy.outputs import SubmissionError
 
-__all__ = ["DSPyLMClient", "RLMModule", "RLMRunError", "SubmissionError"]
+__all__ = [
+    "DSPyLMClient",
+    "EngineInterpreter",
+    "EngineInterpreterFactory",
+    "RLMModule",
+    "RLMRunError",
+    "SubmissionError",
+]
