@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command
 from lg_support import ANSWER, QUESTION
 
 from rlm_integrations.langgraph import REGISTRY, build_rlm_graph
+from rlm_integrations.langgraph.runtime import run_async
 
 
 def _checkpoint(app, cfg, *, iteration: int, next_node: str):
@@ -52,3 +54,24 @@ def test_a_live_session_ahead_of_the_checkpoint_is_rebuilt(graph_kwargs, haystac
     while app.get_state(cfg).next:
         out = app.invoke(Command(resume=True), cfg)
     assert out["final_answer"] == ANSWER
+
+
+async def test_async_sqlite_saver_resume_after_losing_every_live_session(
+    tmp_path, graph_kwargs, haystack, scripted_server
+):
+    graph = build_rlm_graph(**graph_kwargs)
+    cfg = {"configurable": {"thread_id": "async-sqlite"}}
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
+        app = graph.compile(checkpointer=saver, interrupt_after=["check_final"])
+        await app.ainvoke({"context": haystack, "query": QUESTION}, cfg)
+        assert (await app.aget_state(cfg)).values["iteration"] == 1
+    await run_async(REGISTRY.aclose_all())  # what a process exit does to live REPLs
+    subs = scripted_server.stats.by_model["scripted-sub"]
+
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
+        app = graph.compile(checkpointer=saver)
+        nodes = [node async for update in app.astream(None, cfg) for node in update]
+        out = (await app.aget_state(cfg)).values
+    assert nodes == ["generate", "execute", "check_final"]
+    assert out["final_answer"] == ANSWER
+    assert scripted_server.stats.by_model["scripted-sub"] == subs + 1
