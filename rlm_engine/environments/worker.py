@@ -320,30 +320,22 @@ def apply_limits(limits: dict[str, Any]) -> None:
 
 
 def reap_strays() -> None:
-    """Kill every other process this worker may signal, then collect dead children.
+    """Kill every other process this worker may signal, then collect them.
 
     Only used when those are exactly the processes the cells started: a uid of its own,
     a PID namespace, or a Landlock signal scope. So nothing a cell starts (a fork bomb, a
-    forgotten background job) outlives the cell.
+    forgotten background job) outlives the cell. As child subreaper the worker inherits
+    orphaned descendants, so "no children left" means "no descendants left".
     """
-    for _ in range(100):  # bounded (~1 s) in case something unexpected stays signalable
-        try:
+    for _ in range(200):  # bounded (~1 s) should something refuse to die
+        with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)
-        except OSError:
-            break  # nothing left that we may signal
-        _collect_children()  # as child subreaper we also reap orphaned grandchildren
-        time.sleep(0.005)
-    _collect_children()
-
-
-def _collect_children() -> None:
-    while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                pass
         except ChildProcessError:
             return
-        if pid == 0:
-            return
+        time.sleep(0.005)
 
 
 def confine(spec: dict[str, Any] | None) -> dict[str, Any] | None:
