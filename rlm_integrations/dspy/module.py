@@ -18,6 +18,7 @@ from dspy.signatures.signature import ensure_signature
 
 from rlm_engine.aio import run_sync
 from rlm_engine.environments import HostFunction
+from rlm_engine.logger import RLMLogger
 from rlm_engine.session import RLMConfig, RLMResult, RLMSession, Shared, run
 from rlm_integrations.dspy.lm_client import dspy_scope, settings_snapshot
 from rlm_integrations.dspy.outputs import (
@@ -146,25 +147,13 @@ class RLMModule(dspy.Module):
             tools=tools,
         )
 
-    async def _arun(self, inputs: dict[str, Any]) -> dspy.Prediction:
-        self._check_inputs(inputs)
-        snapshot = settings_snapshot()
-        signature = self.signature
-
-        async def submit(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-            try:
-                values = coerce_submission(signature, list(args), dict(kwargs))
-            except SubmissionError as e:
-                return {"error": str(e)}
-            return {"error": None, "answer": encode_answer(values)}
-
-        config = self._config(HostFunction(SUBMIT_TOOL, submit), snapshot)
-        descs = {
-            n: (f.json_schema_extra or {}).get("desc", "")
-            for n, f in signature.input_fields.items()
-        }
-        descs = {n: d for n, d in descs.items() if d and d != f"${{{n}}}"}
-        setup = TurnSetup(
+    def _turn_setup(self, inputs: dict[str, Any]) -> TurnSetup:
+        descs = {}
+        for name, info in self.signature.input_fields.items():
+            desc = (info.json_schema_extra or {}).get("desc", "")
+            if desc and desc != f"${{{name}}}":
+                descs[name] = desc
+        return TurnSetup(
             variables_info=describe_inputs(inputs, descs),
             max_iterations=self.max_iterations,
             runtime_note=runtime_note(
@@ -174,34 +163,47 @@ class RLMModule(dspy.Module):
                 environment=_env_name(self.environment),
             ),
         )
+
+    async def _arun(self, inputs: dict[str, Any]) -> dspy.Prediction:
+        """One call: fresh clients and REPL, the engine's loop, typed outputs."""
+        self._check_inputs(inputs)
+        snapshot = settings_snapshot()
+        config = self._config(_submit_tool(self.signature), snapshot)
         root = RootTurnClient(
-            self.root, self.extract, signature, setup, snapshot=snapshot, pricing=self.pricing
+            self.root,
+            self.extract,
+            self.signature,
+            self._turn_setup(inputs),
+            snapshot=snapshot,
+            pricing=self.pricing,
         )
         sub = SubCallClient(self.sub_query, self.sub_lm, snapshot=snapshot, pricing=self.pricing)
-        logger = None
-        if self.log_dir:
-            from rlm_engine.logger import RLMLogger
-
-            logger = RLMLogger(self.log_dir)
         shared = Shared(
-            config, root_client=root, sub_client=sub, logger=logger, on_event=self._handler()
+            config,
+            root_client=root,
+            sub_client=sub,
+            logger=RLMLogger(self.log_dir) if self.log_dir else None,
+            on_event=self._handler(),
         )
         query = (
-            f"Produce {', '.join(signature.output_fields)} from the inputs "
-            f"{', '.join(signature.input_fields)} (RLMModule)."
+            f"Produce {', '.join(self.signature.output_fields)} from the inputs "
+            f"{', '.join(self.signature.input_fields)} (RLMModule)."
         )
-        session = await RLMSession.open(config, dict(inputs), query, shared=shared)
+        try:
+            session = await RLMSession.open(config, dict(inputs), query, shared=shared)
+        except BaseException:
+            await shared.aclose()
+            raise
         try:
             root.bind(session)
-            ready = await session.env.execute(setup_code(list(signature.input_fields)))
+            ready = await session.env.execute(setup_code(list(self.signature.input_fields)))
             if ready.error:
                 raise RuntimeError(f"RLMModule could not prepare the REPL: {ready.error}")
             result = await run(session)
         finally:
             await session.close()
             await shared.aclose()
-        with dspy_scope(snapshot):
-            return self._prediction(result)
+        return self._prediction(result)
 
     def _prediction(self, result: RLMResult) -> dspy.Prediction:
         text = result.response if result.status == "final" else result.partial_answer
@@ -241,6 +243,19 @@ class RLMModule(dspy.Module):
         if len(handlers) == 1:
             return handlers[0]
         return lambda event: [h(event) for h in handlers] and None
+
+
+def _submit_tool(signature: type[dspy.Signature]) -> HostFunction:
+    """The host side of SUBMIT/FINAL: check the values, answer with JSON or an error text."""
+
+    async def submit(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            values = coerce_submission(signature, list(args), dict(kwargs))
+        except SubmissionError as e:
+            return {"error": str(e)}
+        return {"error": None, "answer": encode_answer(values)}
+
+    return HostFunction(SUBMIT_TOOL, submit)
 
 
 def _env_name(environment: Any) -> str:
