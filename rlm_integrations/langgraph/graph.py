@@ -153,11 +153,16 @@ class _Steps:
         _sync(session, view)
         session.shared.on_event = emit
         mark = len(view.get("usage_records") or [])
-        text = await _bounded(session, session.generate())
-        st = session.state
-        retry = self.on_error == "raise" or attempt < self.max_attempts
-        if text is None and st.status == "error" and retry:
-            raise RootLMCallError(st.error or "The root LM call failed.")
+        try:
+            text = await _bounded(session, session.generate())
+            st = session.state
+            retry = self.on_error == "raise" or attempt < self.max_attempts
+            if text is None and st.status == "error" and retry:
+                raise RootLMCallError(st.error or "The root LM call failed.")
+        except BaseException:
+            if updates:  # the new run was never checkpointed; the next attempt opens another
+                await REGISTRY.discard(session.state.run_id)
+            raise
         updates |= {"pending_response": text, "status": st.status, "error": st.error}
         return updates | _usage_updates(session, mark, reset="history" in updates)
 

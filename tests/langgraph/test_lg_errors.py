@@ -31,9 +31,10 @@ def _root_turn(turn: int):
 
 def test_retry_policy_retries_a_transient_root_failure(no_sdk_retries, haystack, scripted_server):
     scripted_server.inject(Fault(status=503, times=1, match=_root_turn(0)))
-    out = (
-        build_rlm_graph(**no_sdk_retries).compile().invoke({"context": haystack, "query": QUESTION})
-    )
+    open_sessions = len(REGISTRY)
+    app = build_rlm_graph(**no_sdk_retries).compile()
+    out = app.invoke({"context": haystack, "query": QUESTION})
+    assert len(REGISTRY) == open_sessions  # the failed first attempt's session was closed
     assert out["status"] == "final" and out["final_answer"] == ANSWER
     failed = [r for r in scripted_server.stats.log if r.status == 503]
     assert len(failed) == 1
