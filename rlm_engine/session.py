@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -518,6 +519,22 @@ class RLMSession:
             if found:
                 return value
         return None
+
+    def continue_with(self, feedback: str) -> bool:
+        """Reopen a run that reached a final answer, with ``feedback`` as the next user turn.
+
+        Integrations use it when an answer fails validation (a schema, a typed output
+        field): the same REPL and history go on, instead of a new run. Returns False when
+        there is no final answer to reopen. Grants one more iteration if the limit is hit.
+        """
+        st = self.state
+        if st.status != "final" or not st.iterations:
+            return False
+        st.iterations[-1].feedback = feedback
+        st.final_answer = st.status = st.error = st.partial_answer = None
+        if st.iteration >= self.config.max_iterations:
+            self.config = dataclasses.replace(self.config, max_iterations=st.iteration + 1)
+        return True
 
     async def close(self) -> None:
         if not self._closed:

@@ -25,15 +25,15 @@ DEFAULT_OPENAI_MODEL = "gpt-5-mini"
 _MALFORMED_RETRIES = 2
 
 
-def resolve_base_url(base_url: str | None) -> str | None:
+def resolve_base_url(base_url: str | None, api_key: str | None = None) -> str | None:
     """Explicit URL, else ``RLM_API_URL``, else ``OPENAI_BASE_URL``, else OpenAI itself when a
-    key is set, else a local server on port 8080 (the seed rlm_repl's default)."""
+    key is given or set, else a local server on port 8080 (the seed rlm_repl's default)."""
     if base_url:
         return base_url
     for var in ("RLM_API_URL", "OPENAI_BASE_URL"):
         if os.environ.get(var):
             return os.environ[var]
-    return None if os.environ.get("OPENAI_API_KEY") else DEFAULT_LOCAL_URL
+    return None if (api_key or os.environ.get("OPENAI_API_KEY")) else DEFAULT_LOCAL_URL
 
 
 class OpenAIClient(LMClient):
@@ -50,7 +50,7 @@ class OpenAIClient(LMClient):
         default_headers: dict[str, str] | None = None,
         **completion_kwargs: Any,
     ) -> None:
-        self.base_url = resolve_base_url(base_url)
+        self.base_url = resolve_base_url(base_url, api_key)
         key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
         common = {
             "api_key": key,

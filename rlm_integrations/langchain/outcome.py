@@ -8,7 +8,6 @@ session is reopened with feedback and run again by the engine's one loop.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -124,15 +123,8 @@ def answer_problem(
 
 
 def continue_with(session: RLMSession, feedback: str) -> bool:
-    """Reopen a finished run: the feedback becomes the next user turn of the same session."""
-    st = session.state
-    if st.status != "final" or not st.iterations:
-        return False
-    st.iterations[-1].feedback = feedback
-    st.final_answer = st.status = st.error = st.partial_answer = None
-    if st.iteration >= session.config.max_iterations:  # one more turn for the fix
-        session.config = dataclasses.replace(session.config, max_iterations=st.iteration + 1)
-    return True
+    """Reopen a finished run with ``feedback`` (see ``RLMSession.continue_with``)."""
+    return session.continue_with(feedback)
 
 
 def message_chunks(msg: AIMessage) -> Iterator[ChatGenerationChunk]:
