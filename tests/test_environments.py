@@ -319,6 +319,34 @@ async def test_close_is_idempotent_and_leaves_nothing(make_env: Factory) -> None
         assert processes_of_uid(env.uid) == []
 
 
+@every(ISOLATED)
+async def test_cancelled_cell_leaves_nothing_running(make_env: Factory) -> None:
+    env = await make_env("ctx")
+    assert isinstance(env, WorkerEnvironment)
+    task = asyncio.ensure_future(env.execute("import time\ntime.sleep(600)"))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    if env.kind == "docker":
+        assert docker_present(getattr(env, "container_ids", [])) == []
+    elif env.uid is not None:
+        assert processes_of_uid(env.uid) == []
+    # The next cell gets a fresh worker.
+    assert (await env.execute("print(context)")).stdout == "ctx\n"
+
+
+def docker_present(container_ids: list[str]) -> list[str]:
+    import docker
+
+    client = docker.from_env()
+    try:
+        present = {c.id for c in client.containers.list(all=True)}
+    finally:
+        client.close()
+    return [c for c in container_ids if c in present]
+
+
 # -- through the engine ----------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ from typing import Any
 from rlm_engine.environments import protocol
 
 _DIAG_TAIL = 4000
+# Stream buffer high-water mark: large frames (a 10 MB sub-call result) arrive in few reads.
+READ_BUFFER = 16 * 1024 * 1024
 
 
 class WorkerChannel(ABC):
@@ -107,6 +109,7 @@ class ProcessChannel(WorkerChannel):
             env=env,
             cwd=cwd,
             start_new_session=True,
+            limit=READ_BUFFER,
             **ids,
         )
         return cls(proc)

@@ -28,7 +28,7 @@ import threading
 from typing import Any
 
 from rlm_engine.environments.bootstrap import worker_command
-from rlm_engine.environments.channel import WorkerChannel, describe_returncode
+from rlm_engine.environments.channel import READ_BUFFER, WorkerChannel, describe_returncode
 from rlm_engine.environments.isolation import (
     DEVICE_WRITE_PATHS,
     SYSTEM_READ_PATHS,
@@ -106,7 +106,7 @@ class DockerChannel(WorkerChannel):
             raw = getattr(attach, "_sock", attach)
             # Our own fd: asyncio owns and closes it, whatever the SDK does with the original.
             sock = socket.socket(fileno=os.dup(raw.fileno()))
-            reader, writer = await asyncio.open_connection(sock=sock)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=READ_BUFFER)
             await asyncio.to_thread(container.start)
         except BaseException:
             await asyncio.to_thread(_remove_container, container)

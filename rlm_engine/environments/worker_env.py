@@ -316,20 +316,27 @@ class WorkerEnvironment(Environment):
             final=None if final is None else str(final),
         )
 
-    async def _query(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+    async def _query(self, message: dict[str, Any], expect: str) -> dict[str, Any] | None:
+        """A request between cells; ``None`` when the worker is gone (it is restarted)."""
         async with self._lock:
             if self._channel is None:
-                raise RuntimeError(f"the {self.kind} REPL is not running")
-            await self._channel.send(message)
-            return await self._reply(self.start_timeout, expect)
+                return None
+            try:
+                await self._channel.send(message)
+                return await self._reply(self.start_timeout, expect)
+            except (WorkerCrashed, TimeoutError, ConnectionError, OSError):
+                await self._restart_after_crash("")
+                return None
 
     async def get_variable(self, name: str) -> tuple[bool, str]:
         reply = await self._query({"op": "get_var", "name": name}, "var")
+        if reply is None:
+            return False, ""
         return bool(reply.get("found")), str(reply.get("value") or "")
 
     async def list_variables(self) -> dict[str, str]:
         reply = await self._query({"op": "list_vars"}, "vars")
-        variables = reply.get("vars")
+        variables = reply.get("vars") if reply else None
         return {str(k): str(v) for k, v in variables.items()} if isinstance(variables, dict) else {}
 
     async def close(self) -> None:
