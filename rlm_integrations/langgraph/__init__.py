@@ -8,12 +8,12 @@ subgraph inside a ``MessagesState`` (or custom) graph.
 from rlm_integrations.langgraph.graph import (
     NODES,
     RLMStateGraph,
-    RootLMCallError,
     build_rlm_graph,
     default_retry_policy,
     recursion_limit_for,
 )
 from rlm_integrations.langgraph.node import RLMNode
+from rlm_integrations.langgraph.nodes import RootLMCallError
 from rlm_integrations.langgraph.runtime import REGISTRY, close_all_sessions
 from rlm_integrations.langgraph.state import IterationRecord, RLMGraphState, RLMInput, RLMOutput
 

@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._runnable import RunnableCallable
+from langgraph.graph import StateGraph
 
 from rlm_integrations.langgraph.graph import build_rlm_graph, recursion_limit_for
 
@@ -23,8 +24,9 @@ class RLMNode(RunnableCallable):
     """Add with ``builder.add_node("rlm", RLMNode(backend=..., ...))``.
 
     Args:
-        graph: a compiled RLM graph to run; default: ``build_rlm_graph(**rlm_kwargs)``
-            compiled without its own checkpointer (it uses the parent's).
+        graph: the RLM graph to run (``build_rlm_graph(...)``, compiled or not); default:
+            ``build_rlm_graph(**rlm_kwargs)``. Compiled without a checkpointer it uses the
+            parent's.
         context_key: state key holding the context.
         messages_key: state key of the message list (``None`` for states without one);
             the query is its last human message and the answer is appended to it.
@@ -53,6 +55,8 @@ class RLMNode(RunnableCallable):
             graph = build_rlm_graph(**rlm_kwargs).compile()
         elif rlm_kwargs:
             raise TypeError("Pass either a compiled graph or build_rlm_graph keywords, not both")
+        elif isinstance(graph, StateGraph):
+            graph = graph.compile()
         self.graph = graph
         self.context_key = context_key
         self.messages_key = messages_key

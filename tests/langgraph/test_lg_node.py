@@ -131,7 +131,7 @@ def test_rlm_node_with_langchain_chat_models(haystack):
     scripted = ScriptedModel()
     root = ScriptedChatModel(model="scripted-root", scripted=scripted)
     sub = ScriptedChatModel(model="scripted-sub", scripted=scripted)
-    rlm_graph = build_rlm_graph(llm=root, sub_llm=sub, max_iterations=6).compile()
+    rlm_graph = build_rlm_graph(llm=root, sub_llm=sub, max_iterations=6)  # compiled by the node
     app = _agent(RLMNode(rlm_graph, context_key="document")).compile()
     out = app.invoke({"messages": [HumanMessage(QUESTION)], "document": haystack})
     msg = out["messages"][-2]

@@ -1,0 +1,239 @@
+"""The bodies of the RLM graph's nodes: each one calls one ``RLMSession`` step.
+
+``generate`` -> ``RLMSession.generate()``, ``execute`` -> ``RLMSession.execute()``,
+``check_final`` -> ``RLMSession.check_final()`` (and ``finish()`` when the run is over);
+nothing here decides the loop. Each body runs on the session loop thread (see
+:mod:`rlm_integrations.langgraph.runtime`), reads the graph state as the source of truth
+and returns only what the step changed.
+
+Root LM errors: the engine's client retries transient failures itself (SDK retries); if
+the call still fails, ``generate`` raises :class:`RootLMCallError`, which the node's
+``RetryPolicy`` retries. When the attempts are used up the error propagates by default
+(``on_error="raise"``): the checkpoint keeps every finished iteration and
+``app.invoke(None, config)`` continues later. ``on_error="status"`` ends the run instead
+with ``status == "error"``, as ``RLM.completion`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Coroutine, Mapping
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite, interrupt
+
+from rlm_engine.session import EventHandler, RLMConfig, RLMSession
+from rlm_integrations.langgraph.review import apply_review, review_request
+from rlm_integrations.langgraph.runtime import (
+    REGISTRY,
+    SCALAR_KEYS,
+    run_async,
+    run_blocking,
+    usage_rows,
+    usage_summary,
+)
+from rlm_integrations.langgraph.state import RLMGraphState
+
+
+class RootLMCallError(RuntimeError):
+    """The root LM call failed after the client's own retries (network, 5xx, 429...)."""
+
+
+class RLMSteps:
+    """The three node bodies, bound to one RLM configuration."""
+
+    def __init__(
+        self,
+        config: RLMConfig,
+        *,
+        logger: Any,
+        on_event: EventHandler | None,
+        review_code: bool,
+        on_error: Literal["raise", "status"],
+        max_attempts: int,
+    ) -> None:
+        self.config = config
+        self.logger = logger
+        self.on_event = on_event
+        self.review_code = review_code
+        self.on_error = on_error
+        self.max_attempts = max_attempts
+
+    # -- node entry points (sync and async share the step coroutines) --------------------
+    def generate(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+        return run_blocking(self._generate(state, self._emitter(runtime), _attempt(runtime)))
+
+    async def agenerate(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+        return await run_async(self._generate(state, self._emitter(runtime), _attempt(runtime)))
+
+    def execute(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+        state = self._reviewed(state)
+        return run_blocking(self._execute(state, self._emitter(runtime)))
+
+    async def aexecute(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+        state = self._reviewed(state)
+        return await run_async(self._execute(state, self._emitter(runtime)))
+
+    def check_final(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+        return run_blocking(self._check_final(state, self._emitter(runtime)))
+
+    async def acheck_final(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+        return await run_async(self._check_final(state, self._emitter(runtime)))
+
+    # -- helpers that must run in the node's own context ---------------------------------
+    def _emitter(self, runtime: Runtime) -> EventHandler:
+        """Engine progress events -> ``stream_mode="custom"`` (and the user's handler)."""
+        writer = runtime.stream_writer
+        user = self.on_event
+        # LangGraph's writer reads the node's config from a context variable; sub-call
+        # events are emitted from tasks the REPL thread started, which lack it.
+        node_context = contextvars.copy_context()
+
+        def emit(event: dict[str, Any]) -> None:
+            node_context.copy().run(writer, dict(event))
+            if user is not None:
+                user(event)
+
+        return emit
+
+    def _reviewed(self, state: RLMGraphState) -> RLMGraphState:
+        """Pause for a person when ``review_code`` is on; returns the state to execute.
+
+        ``interrupt()`` comes first in the node, so on resume nothing has run twice.
+        """
+        response = state.get("pending_response")
+        if not self.review_code or response is None:
+            return state
+        decision = interrupt(review_request(response, int(state.get("iteration") or 0) + 1))
+        return {**state, "pending_response": apply_review(response, decision)}
+
+    # -- the steps (run on the session loop) -------------------------------------------------
+    async def _generate(
+        self, state: Mapping[str, Any], emit: EventHandler, attempt: int
+    ) -> dict[str, Any]:
+        if _starts_new_run(state):
+            session, updates = await REGISTRY.start_run(self.config, state, logger=self.logger)
+            view = {**state, **{k: v for k, v in updates.items() if not isinstance(v, Overwrite)}}
+            view["history"], view["usage_records"] = [], []
+        else:
+            session = await self._session(state, emit)
+            updates, view = {}, state
+        _sync(session, view)
+        session.shared.on_event = emit
+        mark = len(view.get("usage_records") or [])
+        try:
+            text = await _bounded(session, session.generate())
+            st = session.state
+            retry = self.on_error == "raise" or attempt < self.max_attempts
+            if text is None and st.status == "error" and retry:
+                raise RootLMCallError(st.error or "The root LM call failed.")
+        except BaseException:
+            if updates:  # the new run was never checkpointed; the next attempt opens another
+                await REGISTRY.discard(session.state.run_id)
+            raise
+        updates |= {"pending_response": text, "status": st.status, "error": st.error}
+        return updates | _usage_updates(session, mark, reset="history" in updates)
+
+    async def _execute(self, state: Mapping[str, Any], emit: EventHandler) -> dict[str, Any]:
+        session = await self._session(state, emit)
+        _sync(session, state)
+        session.shared.on_event = emit
+        mark = len(state.get("usage_records") or [])
+        response = state.get("pending_response")
+        if response is None:
+            return {}
+        try:
+            it = await _bounded(session, session.execute(response))
+        except BaseException:
+            # The REPL may hold half of a cell's effects: never reuse it, rebuild instead.
+            await REGISTRY.discard(session.state.run_id)
+            raise
+        st = session.state
+        updates: dict[str, Any] = {"pending_response": None, "status": st.status, "error": st.error}
+        if it is not None:
+            updates |= {
+                "history": [it.to_dict()],
+                "iteration": it.index,
+                "final_answer": st.final_answer,
+            }
+        return updates | _usage_updates(session, mark)
+
+    async def _check_final(self, state: Mapping[str, Any], emit: EventHandler) -> dict[str, Any]:
+        session = await self._session(state, emit)
+        _sync(session, state)
+        session.shared.on_event = emit
+        mark = len(state.get("usage_records") or [])
+        if not session.check_final():
+            return {}
+        _explain_timeout(session)
+        try:
+            result = await session.finish()
+        finally:
+            await REGISTRY.discard(session.state.run_id)
+        updates = {
+            "status": result.status,
+            "error": result.error,
+            "final_answer": result.response,
+            "partial_answer": result.partial_answer,
+        }
+        return updates | _usage_updates(session, mark)
+
+    async def _session(self, state: Mapping[str, Any], emit: EventHandler) -> RLMSession:
+        return await REGISTRY.session_for(self.config, state, logger=self.logger, on_event=emit)
+
+
+def _attempt(runtime: Runtime) -> int:
+    info = runtime.execution_info
+    return info.node_attempt if info is not None else 1
+
+
+def _starts_new_run(state: Mapping[str, Any]) -> bool:
+    """A new input on a thread starts a run; ``invoke(None)`` continues the current one."""
+    header = state.get("run")
+    if not state.get("run_id") or not header:
+        return True
+    if state.get("status") is not None:  # the previous run on this thread is over
+        return True
+    return header.get("query") != state.get("query")
+
+
+def _sync(session: RLMSession, state: Mapping[str, Any]) -> None:
+    """The graph state is the source of truth (``update_state`` edits included)."""
+    for key in SCALAR_KEYS:
+        setattr(session.state, key, state.get(key))
+
+
+def _usage_updates(session: RLMSession, mark: int, *, reset: bool = False) -> dict[str, Any]:
+    usage = session.shared.usage
+    rows = usage_rows(usage, mark)
+    if not rows and not reset:
+        return {}
+    return {
+        "usage": usage_summary(usage),
+        "usage_records": Overwrite(rows) if reset else rows,
+    }
+
+
+async def _bounded(session: RLMSession, step: Coroutine[Any, Any, Any]) -> Any:
+    """Run one step under the completion's timeout, as ``rlm_engine.session.run`` does."""
+    budget = session.shared.budget
+    try:
+        async with asyncio.timeout(budget.remaining_time()):
+            return await step
+    except TimeoutError:
+        if not budget.timed_out():
+            raise
+        st = session.state
+        st.status = st.status or "timeout"
+        st.pending_response = None
+        _explain_timeout(session)
+        return None
+
+
+def _explain_timeout(session: RLMSession) -> None:
+    """The error text ``rlm_engine.session.run`` gives a timed-out run."""
+    st = session.state
+    if st.status == "timeout" and st.error is None:
+        st.error = f"The completion ran past its timeout of {session.shared.budget.timeout:g} s."
