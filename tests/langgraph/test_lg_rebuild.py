@@ -8,7 +8,7 @@ from langgraph.types import Command
 from lg_support import ANSWER, QUESTION
 
 from rlm_integrations.langgraph import REGISTRY, build_rlm_graph
-from rlm_integrations.langgraph.runtime import run_async
+from rlm_integrations.langgraph.runtime import run_async, run_blocking
 
 
 def _checkpoint(app, cfg, *, iteration: int, next_node: str):
@@ -75,3 +75,32 @@ async def test_async_sqlite_saver_resume_after_losing_every_live_session(
     assert nodes == ["generate", "execute", "check_final"]
     assert out["final_answer"] == ANSWER
     assert scripted_server.stats.by_model["scripted-sub"] == subs + 1
+
+
+def test_rebuild_replays_a_child_rlm_without_running_it_again(
+    graph_kwargs, haystack, scripted_model, scripted_server
+):
+    """``rlm_query`` children (max_depth=2) are answered from the trajectory on rebuild."""
+    top = "Use it for sub-tasks"  # only the depth-0 system prompt says this (prompts.py)
+    scripted_model.add_rule(
+        lambda r: r.is_rlm_root and top in r.system and r.turn == 0,
+        "Delegate.\n```repl\nfound = rlm_query('What is the secret code?', context=context)\n"
+        "print(found)\n```",
+    )
+    scripted_model.add_rule(
+        lambda r: r.is_rlm_root and top in r.system and r.turn == 1, "FINAL_VAR(found)"
+    )
+    graph = build_rlm_graph(**{**graph_kwargs, "max_depth": 2})
+    app = graph.compile(checkpointer=InMemorySaver(), interrupt_after=["check_final"])
+    cfg = {"configurable": {"thread_id": "child"}}
+    first = app.invoke({"context": haystack, "query": QUESTION}, cfg)
+    child_calls = first["usage"]["by_depth"]["1"]["calls"]
+    assert child_calls > 1 and first["iteration"] == 1
+    requests = scripted_server.stats.requests
+    run_blocking(REGISTRY.aclose_all())  # lose the live REPL
+
+    while app.get_state(cfg).next:
+        out = app.invoke(None, cfg)
+    assert out["final_answer"] == ANSWER
+    assert scripted_server.stats.requests == requests + 1  # only the top root's FINAL turn
+    assert out["usage"]["by_depth"]["1"]["calls"] == child_calls
