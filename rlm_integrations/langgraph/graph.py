@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from rlm_engine.environments import HostFunction
@@ -40,7 +41,7 @@ class RLMStateGraph(StateGraph):
 
     recursion_limit: int = 100
 
-    def compile(self, *args: Any, **kwargs: Any) -> Any:
+    def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph:
         return super().compile(*args, **kwargs).with_config(recursion_limit=self.recursion_limit)
 
 
