@@ -16,9 +16,9 @@ import hashlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from rlm_engine import prompts
 from rlm_engine.budget import Budget
@@ -29,6 +29,7 @@ from rlm_engine.types import CodeBlockResult, Iteration, LMResponse, Message, St
 from rlm_engine.usage import Usage, UsageTotals
 
 EventHandler = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
 _PROMPT_KEEP = 2_000  # characters of a sub-call prompt kept in the trajectory
 
@@ -81,6 +82,8 @@ class RLMState:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     iterations: list[Iteration] = field(default_factory=list)
     pending_response: str | None = None
+    #: Usage and latency of the root call that produced ``pending_response``.
+    pending_usage: dict[str, Any] | None = None
     final_answer: str | None = None
     partial_answer: str | None = None
     status: Status | None = None
@@ -325,7 +328,12 @@ class RLMSession:
             return None
         self._record(resp, role="root")
         st.pending_response = resp.text
-        self._pending_meta = (resp, time.perf_counter() - started)
+        st.pending_usage = {
+            "input_tokens": resp.input_tokens,
+            "output_tokens": resp.output_tokens,
+            "cost": resp.cost,
+            "latency": time.perf_counter() - started,
+        }
         self.shared.emit(
             "root_response",
             depth=self.depth,
@@ -345,8 +353,7 @@ class RLMSession:
             return None
         started = time.perf_counter()
         index = st.iteration + 1
-        resp_meta, latency = getattr(self, "_pending_meta", (None, 0.0))
-        self._pending_meta = (None, 0.0)
+        meta = st.pending_usage or {}
         blocks: list[CodeBlockResult] = []
         final: str | None = None
         for code in find_code_blocks(response):
@@ -381,14 +388,14 @@ class RLMSession:
             code_blocks=blocks,
             final_answer=final,
             feedback=feedback,
-            input_tokens=resp_meta.input_tokens if resp_meta else 0,
-            output_tokens=resp_meta.output_tokens if resp_meta else 0,
-            cost=resp_meta.cost if resp_meta else None,
-            root_latency=latency,
+            input_tokens=meta.get("input_tokens", 0),
+            output_tokens=meta.get("output_tokens", 0),
+            cost=meta.get("cost"),
+            root_latency=meta.get("latency", 0.0),
             duration=time.perf_counter() - started,
         )
         st.iterations.append(it)
-        st.pending_response = None
+        st.pending_response = st.pending_usage = None
         if final is not None:
             st.final_answer = final
         if self.depth == 0 and self.shared.logger is not None:
@@ -461,6 +468,8 @@ class RLMSession:
         if st.status is None:
             st.status = "error"
             st.error = st.error or "The run ended before reaching a final answer."
+        if st.status == "timeout" and st.error is None:
+            st.error = f"The completion ran past its timeout of {self.shared.budget.timeout:g} s."
         if st.status != "final" and st.partial_answer is None:
             st.partial_answer = await self._best_partial_answer()
         result = RLMResult(
@@ -519,6 +528,23 @@ class RLMSession:
             if found:
                 return value
         return None
+
+    async def within_deadline(self, step: Awaitable[T]) -> T | None:
+        """Await one step under the completion's wall-clock timeout.
+
+        On expiry the step is cancelled (running REPL code is interrupted), the run is
+        marked ``timeout`` and None is returned; every driver of the steps uses this.
+        """
+        budget = self.shared.budget
+        try:
+            async with asyncio.timeout(budget.remaining_time()):
+                return await step
+        except TimeoutError:
+            if not budget.timed_out():
+                raise
+            self.state.status = self.state.status or "timeout"
+            self.state.pending_response = self.state.pending_usage = None
+            return None
 
     def continue_with(self, feedback: str) -> bool:
         """Reopen a run that reached a final answer, with ``feedback`` as the next user turn.
@@ -771,18 +797,8 @@ class RLMSession:
 
 async def run(session: RLMSession) -> RLMResult:
     """The RLM loop: generate -> execute -> check_final until done. The only loop there is."""
-    budget = session.shared.budget
-    try:
-        async with asyncio.timeout(budget.remaining_time()):
-            while not session.check_final():
-                response = await session.generate()
-                if response is not None:
-                    await session.execute(response)
-    except TimeoutError:
-        if not budget.timed_out():
-            raise
-        session.state.status = session.state.status or "timeout"
-        session.state.pending_response = None
-    if session.state.status == "timeout" and session.state.error is None:
-        session.state.error = f"The completion ran past its timeout of {budget.timeout:g} s."
+    while not session.check_final():
+        response = await session.within_deadline(session.generate())
+        if response is not None:
+            await session.within_deadline(session.execute(response))
     return await session.finish()

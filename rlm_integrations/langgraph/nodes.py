@@ -16,9 +16,8 @@ with ``status == "error"``, as ``RLM.completion`` does.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -124,7 +123,7 @@ class RLMSteps:
         session.shared.on_event = emit
         mark = len(view.get("usage_records") or [])
         try:
-            text = await _bounded(session, session.generate())
+            text = await session.within_deadline(session.generate())
             st = session.state
             retry = self.on_error == "raise" or attempt < self.max_attempts
             if text is None and st.status == "error" and retry:
@@ -133,7 +132,12 @@ class RLMSteps:
             if updates:  # the new run was never checkpointed; the next attempt opens another
                 await REGISTRY.discard(session.state.run_id)
             raise
-        updates |= {"pending_response": text, "status": st.status, "error": st.error}
+        updates |= {
+            "pending_response": text,
+            "pending_usage": st.pending_usage,
+            "status": st.status,
+            "error": st.error,
+        }
         return updates | _usage_updates(session, mark, reset="history" in updates)
 
     async def _execute(self, state: Mapping[str, Any], emit: EventHandler) -> dict[str, Any]:
@@ -145,13 +149,18 @@ class RLMSteps:
         if response is None:
             return {}
         try:
-            it = await _bounded(session, session.execute(response))
+            it = await session.within_deadline(session.execute(response))
         except BaseException:
             # The REPL may hold half of a cell's effects: never reuse it, rebuild instead.
             await REGISTRY.discard(session.state.run_id)
             raise
         st = session.state
-        updates: dict[str, Any] = {"pending_response": None, "status": st.status, "error": st.error}
+        updates: dict[str, Any] = {
+            "pending_response": None,
+            "pending_usage": None,
+            "status": st.status,
+            "error": st.error,
+        }
         if it is not None:
             updates |= {
                 "history": [it.to_dict()],
@@ -167,7 +176,6 @@ class RLMSteps:
         mark = len(state.get("usage_records") or [])
         if not session.check_final():
             return {}
-        _explain_timeout(session)
         try:
             result = await session.finish()
         finally:
@@ -214,26 +222,3 @@ def _usage_updates(session: RLMSession, mark: int, *, reset: bool = False) -> di
         "usage": usage_summary(usage),
         "usage_records": Overwrite(rows) if reset else rows,
     }
-
-
-async def _bounded(session: RLMSession, step: Coroutine[Any, Any, Any]) -> Any:
-    """Run one step under the completion's timeout, as ``rlm_engine.session.run`` does."""
-    budget = session.shared.budget
-    try:
-        async with asyncio.timeout(budget.remaining_time()):
-            return await step
-    except TimeoutError:
-        if not budget.timed_out():
-            raise
-        st = session.state
-        st.status = st.status or "timeout"
-        st.pending_response = None
-        _explain_timeout(session)
-        return None
-
-
-def _explain_timeout(session: RLMSession) -> None:
-    """The error text ``rlm_engine.session.run`` gives a timed-out run."""
-    st = session.state
-    if st.status == "timeout" and st.error is None:
-        st.error = f"The completion ran past its timeout of {session.shared.budget.timeout:g} s."

@@ -35,7 +35,14 @@ T = TypeVar("T")
 #: ``RLMState`` fields stored once per run in the ``run`` state key.
 RUN_HEADER_KEYS = ("query", "context_info", "system", "first_user", "depth", "run_id", "started_at")
 #: ``RLMState`` fields that mirror scalar state keys (the graph state wins on every step).
-SCALAR_KEYS = ("pending_response", "final_answer", "partial_answer", "status", "error")
+SCALAR_KEYS = (
+    "pending_response",
+    "pending_usage",
+    "final_answer",
+    "partial_answer",
+    "status",
+    "error",
+)
 
 
 class _LoopThread:
@@ -155,6 +162,7 @@ class SessionRegistry:
             "usage_records": Overwrite([]),
             "iteration": 0,
             "pending_response": None,
+            "pending_usage": None,
             "final_answer": None,
             "partial_answer": None,
             "status": None,

@@ -126,6 +126,8 @@ class RLMGraphState(TypedDict, total=False):
     history: Annotated[list[IterationRecord], DeltaChannel(append_items)]
     #: Root LM response waiting for ``execute`` (what ``interrupt_before`` shows).
     pending_response: str | None
+    #: Tokens, cost and latency of the root call behind ``pending_response``.
+    pending_usage: dict[str, Any] | None
     #: The answer, set by FINAL / FINAL_VAR.
     final_answer: str | None
     #: Best answer when the run ended without FINAL (max_iterations, budget, timeout).
