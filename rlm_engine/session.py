@@ -627,6 +627,25 @@ class RLMSession:
             replayed=call.replayed,
         )
 
+    def _new_call(
+        self, function: str, prompt: str, model: str | None, key_text: str
+    ) -> tuple[SubCall, str | None]:
+        """The record of a sub-call, and its recorded answer when a crashed run is replayed."""
+        call = SubCall(
+            function=function,
+            prompt=_keep(prompt),
+            response="",
+            model=model,
+            depth=self.depth + 1,
+            prompt_chars=len(prompt),
+            prompt_sha=_sha(key_text),
+        )
+        replayed = self._replayed(function, model, call.prompt_sha)
+        if replayed is not None:
+            call.response, call.replayed = replayed, True
+            self._log_call(call)
+        return call, replayed
+
     async def _llm_query(self, prompt: Any, model: str | None = None) -> str:
         return await self._sub_llm(prompt, model, "llm_query")
 
@@ -639,20 +658,8 @@ class RLMSession:
 
     async def _sub_llm(self, prompt: Any, model: str | None, function: str) -> str:
         prompt = prompt if isinstance(prompt, str) else str(prompt)
-        sha = _sha(prompt)
-        call = SubCall(
-            function=function,
-            prompt=_keep(prompt),
-            response="",
-            model=model,
-            depth=self.depth + 1,
-            prompt_chars=len(prompt),
-            prompt_sha=sha,
-        )
-        replayed = self._replayed(function, model, sha)
+        call, replayed = self._new_call(function, prompt, model, prompt)
         if replayed is not None:
-            call.response, call.replayed = replayed, True
-            self._log_call(call)
             return replayed
         self.shared.emit("subcall_start", depth=self.depth, function=function)
         reason = self.shared.budget.reserve()
@@ -711,20 +718,8 @@ class RLMSession:
             text = prompt if context is None else f"{prompt}\n\n{context}"
             return await self._sub_llm(text, model, function)
         key_text = prompt if context is None else f"{prompt}\x00{context!r}"
-        sha = _sha(key_text)
-        call = SubCall(
-            function=function,
-            prompt=_keep(prompt),
-            response="",
-            model=model,
-            depth=self.depth + 1,
-            prompt_chars=len(prompt),
-            prompt_sha=sha,
-        )
-        replayed = self._replayed(function, model, sha)
+        call, replayed = self._new_call(function, prompt, model, key_text)
         if replayed is not None:
-            call.response, call.replayed = replayed, True
-            self._log_call(call)
             return replayed
         self.shared.emit("subcall_start", depth=self.depth, function=function)
         started = time.perf_counter()
