@@ -8,6 +8,7 @@ RLM_TESTS_ALLOW_NO_DOCKER=1 to skip sandbox or docker explicitly (with a visible
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from rlm_engine import RLM
 from rlm_engine.aio import run_sync
-from rlm_engine.environments import Environment, HostFunction, make_environment
+from rlm_engine.environments import Environment, HostFunction, make_environment, protocol
 from rlm_engine.environments.isolation import processes_of_uid
 from rlm_engine.environments.probe import probe
 from rlm_engine.environments.worker_env import WorkerEnvironment
@@ -241,6 +242,34 @@ async def test_fd_level_writes_cannot_corrupt_the_protocol(make_env: Factory) ->
     assert '{"op": "done"}!' in r.stdout and "[fd2]" in r.stdout and "from a child" in r.stdout
     assert "bytes of process-level output dropped" in r.stdout
     assert (await env.execute("print(context)")).stdout == "ctx\n"
+
+
+@every(ISOLATED)
+async def test_garbage_on_the_protocol_channel_is_a_crash_not_a_hang(make_env: Factory) -> None:
+    env = await make_env("ctx")
+    await env.execute("x = 1")
+    # Cell code can find the worker's private protocol fd; writing junk there is contained.
+    r = await env.execute(
+        "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'\\xff' * 16)\n"
+        "    except OSError:\n        pass\nimport time\ntime.sleep(30)",
+        timeout=10,
+    )
+    assert r.crashed and "protocol error" in (r.error or "")
+    assert (await env.execute("print(context)")).stdout == "ctx\n"
+
+
+def test_protocol_frames_round_trip_and_reject_garbage() -> None:
+    message = {"op": "call", "args": ["ü" * 3, 1, None], "kwargs": {"model": "m"}}
+    frame = protocol.encode(message)
+    assert protocol.decode_length(frame[:8]) == len(frame) - 8
+    assert protocol.read_frame(io.BytesIO(frame)) == message
+    assert protocol.read_frame(io.BytesIO(b"")) is None
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_length(b"\xff" * 8)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.read_frame(io.BytesIO(frame[:-1]))
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_body(b'["no op"]')
 
 
 @every(ISOLATED)
