@@ -45,7 +45,7 @@ def require(name: str) -> None:
     if flag and os.environ.get(flag) == "1":
         pytest.skip(f"{name} environment unavailable ({reason}); skipped because {flag}=1")
     hint = f" Set {flag}=1 to skip it explicitly." if flag else ""
-    pytest.fail(f"{name} environment unavailable: {reason}.{hint}")
+    pytest.fail(f"{name} environment unavailable: {reason.rstrip('.')}.{hint}")
 
 
 Factory = Callable[..., Awaitable[Environment]]
@@ -154,6 +154,16 @@ async def test_large_context_and_large_host_results(make_env: Factory) -> None:
     env = await make_env(context, fn("big", big))
     r = await env.execute("print(len(context), context[-3:], len(big(5_000_000)))")
     assert r.error is None and r.stdout == "20000000 789 5000000\n"
+
+
+@every(["local", "subprocess", "sandbox"])
+async def test_host_venv_packages_are_importable_read_only(make_env: Factory) -> None:
+    env = await make_env("")
+    r = await env.execute("import numpy\nprint(int(numpy.arange(5).sum()))")
+    assert r.error is None and r.stdout == "10\n"
+    if not getattr(env, "in_process", False):
+        r = await env.execute("open(numpy.__file__, 'a').write('# tampered')")
+        assert "Error" in (r.error or "")
 
 
 # -- host function calls ---------------------------------------------------------------------

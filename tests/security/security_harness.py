@@ -39,7 +39,7 @@ def require(name: str) -> None:
     if flag and os.environ.get(flag) == "1":
         pytest.skip(f"{name} environment unavailable ({reason}); skipped because {flag}=1")
     hint = f" Set {flag}=1 to skip it explicitly." if flag else ""
-    pytest.fail(f"{name} environment unavailable: {reason}.{hint}")
+    pytest.fail(f"{name} environment unavailable: {reason.rstrip('.')}.{hint}")
 
 
 def docker_leftovers(container_ids: list[str]) -> list[str]:
