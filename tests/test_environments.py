@@ -293,6 +293,11 @@ async def test_stdin_is_not_the_protocol_channel(make_env: Factory) -> None:
 # -- timeouts and crashes --------------------------------------------------------------------
 
 
+# A generous grace period: the interrupt normally lands in milliseconds, but a loaded CI
+# machine must not turn "interrupted" into "killed".
+PATIENT = {"kill_grace": 15}
+
+
 async def _timeout_keeps_state(env: Environment, busy: str) -> None:
     r = await env.execute(f"before = 'kept'\n{busy}", timeout=1)
     assert r.timed_out and not r.crashed
@@ -302,13 +307,13 @@ async def _timeout_keeps_state(env: Environment, busy: str) -> None:
 
 @every(ALL)
 async def test_timeout_interrupts_a_busy_loop_and_state_survives(make_env: Factory) -> None:
-    await _timeout_keeps_state(await make_env("ctx"), "while True:\n    pass")
+    await _timeout_keeps_state(await make_env("ctx", **PATIENT), "while True:\n    pass")
 
 
 @every(ISOLATED)
 async def test_timeout_interrupts_a_blocking_call_and_state_survives(make_env: Factory) -> None:
     # `local` cannot do this: an exception raised into a thread waits for time.sleep to return.
-    await _timeout_keeps_state(await make_env("ctx"), "import time\ntime.sleep(600)")
+    await _timeout_keeps_state(await make_env("ctx", **PATIENT), "import time\ntime.sleep(600)")
 
 
 IGNORES_INTERRUPT = """\
@@ -326,7 +331,7 @@ while True:
 async def test_cell_ignoring_interrupt_is_killed_and_repl_restarts(make_env: Factory) -> None:
     env = await make_env("ctx", kill_grace=1)
     r = await env.execute(IGNORES_INTERRUPT, timeout=1)
-    assert r.crashed and "did not stop when interrupted" in (r.error or "")
+    assert r.crashed and r.timed_out and "did not stop when interrupted" in (r.error or "")
     assert "every other variable from earlier cells is lost" in (r.error or "")
     assert (await env.execute("print(context)")).stdout == "ctx\n"
     assert "NameError" in ((await env.execute("lost")).error or "")

@@ -294,10 +294,12 @@ class WorkerEnvironment(Environment):
         try:
             done = await self._reply(self.kill_grace, "done")
         except (TimeoutError, WorkerCrashed):
-            return await self._restart_after_crash(
+            crashed = await self._restart_after_crash(
                 f"Timeout: the cell exceeded {limit:g} s and did not stop when interrupted, "
                 "so the worker was killed."
             )
+            crashed.timed_out = True
+            return crashed
         result = self._to_result(done.get("result") or {})
         result.timed_out = True
         result.error = (
