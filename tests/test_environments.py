@@ -415,3 +415,27 @@ def test_rlm_completion_in_each_environment(
     res = rlm.completion("x" * 1234, query="How long is the context?")
     assert res.status == "final" and res.response == "1234"
     assert len(res.iterations[0].code_blocks[0].subcalls) == 2
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_child_rlms_get_their_own_environment(
+    name: str, scripted_model: Any, openai_kwargs: dict
+) -> None:
+    require(name)
+    scripted_model.add_rule(
+        lambda r: r.is_rlm_root and "Query: go" in r.first_user,
+        [
+            "```repl\nout = rlm_query_batched(['size?', 'size?'], contexts=['aaa', 'bbbb'])\n```",
+            "FINAL_VAR(out)",
+        ],
+    )
+    scripted_model.add_rule(lambda r: r.is_rlm_root, "```repl\nFINAL(str(len(context)))\n```")
+    rlm = RLM(
+        backend="openai",
+        backend_kwargs=openai_kwargs,
+        environment=name,
+        environment_kwargs=env_kwargs(name),
+        max_depth=2,
+    )
+    res = rlm.completion("root context", query="go")
+    assert res.status == "final" and res.response == "['3', '4']"
