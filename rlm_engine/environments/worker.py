@@ -130,7 +130,7 @@ class Worker:
         self._in = proto_in
         self._out_fd = proto_out_fd
         self._send_lock = threading.Lock()
-        self._commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._commands: queue.Queue[dict[str, Any]] = queue.Queue()
         self._pending: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._pending_lock = threading.Lock()
         self._next_id = 0
@@ -173,7 +173,11 @@ class Worker:
                     self._commands.put(message)
         except (OSError, protocol.ProtocolError):
             pass
-        self._commands.put(None)  # the host is gone: main loop exits
+        # The host is gone (or closed the channel): do not let a running cell outlive it.
+        if self._reap_all:
+            with contextlib.suppress(OSError):
+                os.kill(-1, signal.SIGKILL)
+        os._exit(0)
 
     def call_host(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         with self._pending_lock:
@@ -248,8 +252,6 @@ class Worker:
         self.send({"op": "hello", "pid": os.getpid(), "python": sys.version.split()[0]})
         while True:
             message = self._commands.get()
-            if message is None:
-                return
             op = message["op"]
             try:
                 if op == "init":

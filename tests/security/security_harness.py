@@ -65,3 +65,16 @@ def record(env: str, attack: str, outcome: str, detail: str = "") -> None:
             "detail": detail.strip().splitlines()[-1][:160] if detail.strip() else "",
         }
     )
+
+
+def docker_state(container_id: str) -> str | None:
+    """``running``, ``exited``, ... or ``None`` when the container no longer exists."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        return client.containers.get(container_id).status
+    except docker.errors.NotFound:
+        return None
+    finally:
+        client.close()
