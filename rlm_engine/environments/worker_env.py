@@ -164,13 +164,17 @@ class WorkerEnvironment(Environment):
             )
             ready = await self._reply(self.start_timeout + self.area.context_bytes / (50 * _MB))
             if ready.get("op") == "init_error":
-                raise RuntimeError(f"the {self.kind} worker could not load: {ready.get('error')}")
+                raise WorkerCrashed(f"it could not initialize: {ready.get('error')}")
             if ready.get("op") != "ready":
                 raise WorkerCrashed(f"unexpected {ready.get('op')!r} frame during start-up")
             self.worker_info = hello
             self.confinement = ready.get("confinement")
-        except (WorkerCrashed, TimeoutError, ConnectionError, OSError) as e:
-            detail = await self._shutdown_worker()
+        except BaseException as e:
+            detail = await self._shutdown_worker()  # never leave a half-started worker
+            if not isinstance(e, Exception):
+                raise
+            if isinstance(e, TimeoutError):
+                e = WorkerCrashed(f"no answer within {self.start_timeout:g} s")
             raise RuntimeError(
                 f"The {self.kind} worker failed to start: {e}. {detail}".strip()
             ) from None
