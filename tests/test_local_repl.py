@@ -107,3 +107,4 @@ async def test_concurrent_cells_keep_outputs_apart() -> None:
     assert ra.stdout == "A" * 20 and rb.stdout == "B" * 20
     await a.close()
     await b.close()
+

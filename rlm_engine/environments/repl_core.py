@@ -95,6 +95,11 @@ class _ThreadRoutedStream(io.TextIOBase):
 
 
 _install_lock = threading.Lock()
+# CPython < 3.11.8 / 3.12.1 keeps the AST converters' recursion depth in interpreter-wide
+# state, so ast.parse / compile in two threads at once can fail with "AST constructor
+# recursion depth mismatch" (gh-106905; seen here when DSPy parsed on one thread while a
+# cell compiled on another). We serialize our own compiles and retry the rare collision.
+_COMPILE_LOCK = threading.Lock()
 
 
 def _routed(name: str) -> _ThreadRoutedStream:
@@ -215,15 +220,30 @@ class ReplCore:
             "interrupted": interrupted,
         }
 
+    @staticmethod
+    def _compile(code: str, filename: str) -> tuple[Any, Any]:
+        """Code objects for the cell body and for its last expression (shown like Jupyter)."""
+        for attempt in range(3):
+            try:
+                with _COMPILE_LOCK:
+                    tree = ast.parse(code, filename=filename, mode="exec")
+                    last_expr = None
+                    if tree.body and isinstance(tree.body[-1], ast.Expr):
+                        last_expr = ast.Expression(tree.body.pop().value)
+                    body = compile(tree, filename, "exec") if tree.body else None
+                    tail = compile(last_expr, filename, "eval") if last_expr is not None else None
+                return body, tail
+            except SystemError as e:  # gh-106905: a transient race, not a property of the code
+                if "recursion depth mismatch" not in str(e) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def _exec(self, code: str, filename: str) -> None:
-        tree = ast.parse(code, filename=filename, mode="exec")
-        last_expr = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last_expr = ast.Expression(tree.body.pop().value)
-        if tree.body:
-            exec(compile(tree, filename, "exec"), self.namespace)
-        if last_expr is not None:
-            value = eval(compile(last_expr, filename, "eval"), self.namespace)
+        body, tail = self._compile(code, filename)
+        if body is not None:
+            exec(body, self.namespace)
+        if tail is not None:
+            value = eval(tail, self.namespace)
             if value is not None:
                 print(repr(value))
 
