@@ -14,18 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from env_support import Factory, environments, require_env
 
 from rlm_engine import RLM
-from rlm_engine.aio import run_sync
-from rlm_engine.environments import Environment, HostFunction, make_environment, protocol
+from rlm_engine.environments import Environment, HostFunction, protocol
 from rlm_engine.environments.isolation import processes_of_uid
-from rlm_engine.environments.probe import probe
 from rlm_engine.environments.worker_env import WorkerEnvironment
 
 ALL = ["local", "subprocess", "sandbox", "docker"]
 ISOLATED = ["subprocess", "sandbox", "docker"]
-OPT_OUT = {"sandbox": "RLM_TESTS_ALLOW_NO_BWRAP", "docker": "RLM_TESTS_ALLOW_NO_DOCKER"}
-_probed: dict[str, str | None] = {}
 
 
 def env_kwargs(name: str) -> dict[str, Any]:
@@ -35,42 +32,13 @@ def env_kwargs(name: str) -> dict[str, Any]:
 
 
 def require(name: str) -> None:
-    """Fail (or, with the opt-out variable, skip) when ``name`` cannot run here."""
-    if name not in _probed:
-        _probed[name] = run_sync(probe(name, **env_kwargs(name)))
-    reason = _probed[name]
-    if reason is None:
-        return
-    flag = OPT_OUT.get(name)
-    if flag and os.environ.get(flag) == "1":
-        pytest.skip(f"{name} environment unavailable ({reason}); skipped because {flag}=1")
-    hint = f" Set {flag}=1 to skip it explicitly." if flag else ""
-    pytest.fail(f"{name} environment unavailable: {reason.rstrip('.')}.{hint}")
-
-
-Factory = Callable[..., Awaitable[Environment]]
+    require_env(name, env_kwargs(name))
 
 
 @pytest.fixture
 async def make_env(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
-    name = request.param
-    require(name)
-    envs: list[Environment] = []
-
-    async def factory(
-        context: Any = "", functions: dict[str, HostFunction] | None = None, **kw: Any
-    ) -> Environment:
-        env = make_environment(name, {**env_kwargs(name), **kw})
-        envs.append(env)
-        await env.start(context, functions or {})
-        return env
-
-    yield factory
-    for env in envs:
-        await env.close()
-    for env in envs:  # nothing the worker started may outlive close()
-        if isinstance(env, WorkerEnvironment) and env.uid is not None and name != "docker":
-            assert processes_of_uid(env.uid) == []
+    async with environments(request.param, env_kwargs(request.param)) as factory:
+        yield factory
 
 
 def every(names: list[str]) -> Any:

@@ -4,19 +4,13 @@ limits, leftover checks and the record of measured outcomes (see conftest.py).""
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
+from env_support import Factory, docker_leftovers, require_env
 
-from rlm_engine.aio import run_sync
-from rlm_engine.environments import Environment
-from rlm_engine.environments.probe import probe
+__all__ = ["Factory", "docker_leftovers", "env_kwargs", "outcomes", "record", "require"]
 
-OPT_OUT = {"sandbox": "RLM_TESTS_ALLOW_NO_BWRAP", "docker": "RLM_TESTS_ALLOW_NO_DOCKER"}
-_probed: dict[str, str | None] = {}
 outcomes: list[dict[str, str]] = []
-Factory = Callable[..., Awaitable[Environment]]
 
 
 def env_kwargs(name: str) -> dict[str, Any]:
@@ -30,30 +24,7 @@ def env_kwargs(name: str) -> dict[str, Any]:
 
 
 def require(name: str) -> None:
-    if name not in _probed:
-        _probed[name] = run_sync(probe(name, **env_kwargs(name)))
-    reason = _probed[name]
-    if reason is None:
-        return
-    flag = OPT_OUT.get(name)
-    if flag and os.environ.get(flag) == "1":
-        pytest.skip(f"{name} environment unavailable ({reason}); skipped because {flag}=1")
-    hint = f" Set {flag}=1 to skip it explicitly." if flag else ""
-    pytest.fail(f"{name} environment unavailable: {reason.rstrip('.')}.{hint}")
-
-
-def docker_leftovers(container_ids: list[str]) -> list[str]:
-    """Which of these containers still exist on the daemon."""
-    import docker
-
-    client = docker.from_env()
-    try:
-        present = {
-            c.id for c in client.containers.list(all=True, filters={"label": "rlm-environment"})
-        }
-    finally:
-        client.close()
-    return [c for c in container_ids if c in present]
+    require_env(name, env_kwargs(name))
 
 
 def record(env: str, attack: str, outcome: str, detail: str = "") -> None:
