@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -75,3 +77,24 @@ class VerbosePrinter:
                     border_style=style,
                 )
             )
+
+
+def event_handler(
+    *handlers: Callable[[dict[str, Any]], None] | None, verbose: bool = False
+) -> Callable[[dict[str, Any]], None] | None:
+    """One ``on_event`` callback from several (None entries ignored), plus the verbose printer.
+
+    Each handler is isolated: one that raises does not keep the others from seeing an event.
+    """
+    chosen = [h for h in handlers if h is not None]
+    if verbose:
+        chosen.append(VerbosePrinter())
+    if len(chosen) <= 1:
+        return chosen[0] if chosen else None
+
+    def all_handlers(event: dict[str, Any]) -> None:
+        for h in chosen:
+            with contextlib.suppress(Exception):
+                h(event)
+
+    return all_handlers

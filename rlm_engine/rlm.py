@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_engine.aio import run_sync
+from rlm_engine.display import event_handler
 from rlm_engine.environments import HostFunction
 from rlm_engine.session import EventHandler, RLMConfig, RLMResult, RLMSession, Shared, run
 
@@ -66,23 +67,12 @@ class RLM:
         self.verbose = verbose
         self.on_event = on_event
 
-    def _handler(self, on_event: EventHandler | None) -> EventHandler | None:
-        handlers = [h for h in (self.on_event, on_event) if h is not None]
-        if self.verbose:
-            from rlm_engine.display import VerbosePrinter
-
-            handlers.append(VerbosePrinter())
-        if not handlers:
-            return None
-        if len(handlers) == 1:
-            return handlers[0]
-        return lambda e: [h(e) for h in handlers] and None
-
     async def open_session(
         self, context: Any, query: str | None = None, *, on_event: EventHandler | None = None
     ) -> RLMSession:
         """A session to drive step by step (``generate``/``execute``/``check_final``)."""
-        shared = Shared(self.config, logger=self.logger, on_event=self._handler(on_event))
+        handler = event_handler(self.on_event, on_event, verbose=self.verbose)
+        shared = Shared(self.config, logger=self.logger, on_event=handler)
         try:
             return await RLMSession.open(self.config, context, query, shared=shared)
         except BaseException:

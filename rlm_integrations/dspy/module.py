@@ -17,6 +17,7 @@ from dspy.adapters.types.tool import Tool
 from dspy.signatures.signature import ensure_signature
 
 from rlm_engine.aio import run_sync
+from rlm_engine.display import event_handler
 from rlm_engine.environments import HostFunction
 from rlm_engine.logger import RLMLogger
 from rlm_engine.session import RLMConfig, RLMResult, RLMSession, Shared, run
@@ -183,7 +184,7 @@ class RLMModule(dspy.Module):
             root_client=root,
             sub_client=sub,
             logger=RLMLogger(self.log_dir) if self.log_dir else None,
-            on_event=self._handler(),
+            on_event=event_handler(self.on_event, verbose=self.verbose),
         )
         query = (
             f"Produce {', '.join(self.signature.output_fields)} from the inputs "
@@ -231,18 +232,6 @@ class RLMModule(dspy.Module):
             status=result.status,
             run_id=result.run_id,
         )
-
-    def _handler(self) -> EventHandler | None:
-        handlers = [h for h in (self.on_event,) if h is not None]
-        if self.verbose:
-            from rlm_engine.display import VerbosePrinter
-
-            handlers.append(VerbosePrinter())
-        if not handlers:
-            return None
-        if len(handlers) == 1:
-            return handlers[0]
-        return lambda event: [h(event) for h in handlers] and None
 
 
 def _submit_tool(signature: type[dspy.Signature]) -> HostFunction:

@@ -7,7 +7,6 @@ one of the engine's own session steps (see :mod:`rlm_integrations.langgraph.node
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Literal
 
 from langgraph._internal._runnable import RunnableCallable
@@ -15,6 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
+from rlm_engine.display import event_handler
 from rlm_engine.environments import HostFunction
 from rlm_engine.session import EventHandler, RLMConfig
 from rlm_integrations.langgraph.nodes import RLMSteps, RootLMCallError
@@ -120,7 +120,7 @@ def build_rlm_graph(
     steps = RLMSteps(
         config,
         logger=logger,
-        on_event=_with_verbose(on_event, verbose),
+        on_event=event_handler(on_event, verbose=verbose),
         review_code=review_code,
         on_error=on_error,
         max_attempts=policy.max_attempts if policy is not None else 1,
@@ -144,20 +144,3 @@ def build_rlm_graph(
     graph.add_edge("execute", "check_final")
     graph.add_conditional_edges("check_final", _after_check, {"generate": "generate", END: END})
     return graph
-
-
-def _with_verbose(on_event: EventHandler | None, verbose: bool) -> EventHandler | None:
-    if not verbose:
-        return on_event
-    from rlm_engine.display import VerbosePrinter
-
-    printer = VerbosePrinter()
-    if on_event is None:
-        return printer
-
-    def both(event: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
-            on_event(event)
-        printer(event)
-
-    return both
