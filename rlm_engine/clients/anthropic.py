@@ -7,7 +7,7 @@ from typing import Any
 
 import anthropic
 
-from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.clients.base import LMClient, compute_cost, price_for, shared_ssl_context
 from rlm_engine.types import LMResponse, Message
 
 
@@ -37,6 +37,7 @@ class AnthropicClient(LMClient):
         timeout: float = 600.0,
         pricing: Any = None,
         context_chars: int | None = None,
+        http_client: Any = None,
         **completion_kwargs: Any,
     ) -> None:
         common = {
@@ -46,7 +47,11 @@ class AnthropicClient(LMClient):
             "timeout": timeout,
         }
         self._common = common
-        self._async = anthropic.AsyncAnthropic(**common)
+        self._async = anthropic.AsyncAnthropic(
+            **common,
+            http_client=http_client
+            or anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+        )
         self._sync_client: anthropic.Anthropic | None = None
         self.base_url = common["base_url"]
         self.model_name = model_name or "claude-sonnet-4-5"
@@ -59,7 +64,10 @@ class AnthropicClient(LMClient):
     @property
     def _sync(self) -> anthropic.Anthropic:
         if self._sync_client is None:
-            self._sync_client = anthropic.Anthropic(**self._common)
+            self._sync_client = anthropic.Anthropic(
+                **self._common,
+                http_client=anthropic.DefaultHttpxClient(verify=shared_ssl_context()),
+            )
         return self._sync_client
 
     def _kwargs(

@@ -7,6 +7,9 @@ client (the official SDKs already do them with backoff).
 
 from __future__ import annotations
 
+import functools
+import os
+import ssl
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -25,6 +28,24 @@ KNOWN_PRICES: dict[str, tuple[float, float]] = {
     "claude-opus-4-1": (15.0, 75.0),
     "claude-haiku-4-5": (1.0, 5.0),
 }
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every SDK client of the process.
+
+    Building one (loading the CA bundle) costs ~20 ms, which was most of the start-up of a
+    short completion; an ``SSLContext`` is safe to share between client connections. Honours
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` like the SDKs' own default does.
+    """
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    try:
+        import certifi
+    except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def price_for(model: str, pricing: Any = None) -> tuple[float, float] | None:

@@ -17,7 +17,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
-from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.clients.base import LMClient, compute_cost, price_for, shared_ssl_context
 from rlm_engine.types import LMResponse, Message
 
 DEFAULT_LOCAL_URL = "http://localhost:8080/v1"
@@ -48,6 +48,7 @@ class OpenAIClient(LMClient):
         pricing: Any = None,
         context_chars: int | None = None,
         default_headers: dict[str, str] | None = None,
+        http_client: Any = None,
         **completion_kwargs: Any,
     ) -> None:
         self.base_url = resolve_base_url(base_url, api_key)
@@ -60,7 +61,10 @@ class OpenAIClient(LMClient):
             "default_headers": default_headers,
         }
         self._common = common
-        self._async = openai.AsyncOpenAI(**common)
+        self._async = openai.AsyncOpenAI(
+            **common,
+            http_client=http_client or openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+        )
         self._sync_client: openai.OpenAI | None = None
         self._requested_model = model_name
         if model_name in (None, "", "auto"):
@@ -98,7 +102,9 @@ class OpenAIClient(LMClient):
     @property
     def _sync(self) -> openai.OpenAI:
         if self._sync_client is None:  # most runs are async-only; skip the second pool
-            self._sync_client = openai.OpenAI(**self._common)
+            self._sync_client = openai.OpenAI(
+                **self._common, http_client=openai.DefaultHttpxClient(verify=shared_ssl_context())
+            )
         return self._sync_client
 
     def _request(
