@@ -43,6 +43,7 @@ class RLM:
         system_prompt: str | None = None,
         tools: dict[str, HostFunction] | None = None,
         tools_doc: str = "",
+        repl_setup: str | None = None,
     ) -> None:
         self.config = RLMConfig(
             backend=backend,
@@ -62,6 +63,7 @@ class RLM:
             system_prompt=system_prompt,
             tools=dict(tools or {}),
             tools_doc=tools_doc,
+            repl_setup=repl_setup,
         )
         self.logger = logger
         self.verbose = verbose

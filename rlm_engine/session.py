@@ -55,6 +55,9 @@ class RLMConfig:
     system_prompt: str | None = None
     tools: dict[str, HostFunction] = field(default_factory=dict)
     tools_doc: str = ""
+    #: Python run in the top-level REPL after the context loads and after every restart;
+    #: the callables it defines are hidden like built-ins (see ``Environment.start``).
+    repl_setup: str | None = None
     final_answer_on_max_iterations: bool = True
 
     def __post_init__(self) -> None:
@@ -278,7 +281,8 @@ class RLMSession:
         env = make_environment(config.environment, config.environment_kwargs)
         session = cls(config, shared, state, env, root_client=root_client, root_model=root_model)
         try:
-            await env.start(context, session.host_functions())
+            setup = config.repl_setup if depth == 0 else None  # children hold other contexts
+            await env.start(context, session.host_functions(), setup=setup)
         except BaseException:
             await env.close()
             raise

@@ -60,11 +60,15 @@ async def environments(name: str, base_kwargs: dict[str, Any]) -> AsyncIterator[
     envs: list[Environment] = []
 
     async def factory(
-        context: Any = "", functions: dict[str, HostFunction] | None = None, **kw: Any
+        context: Any = "",
+        functions: dict[str, HostFunction] | None = None,
+        *,
+        setup: str | None = None,
+        **kw: Any,
     ) -> Environment:
         env = make_environment(name, {**base_kwargs, **kw})
         envs.append(env)
-        await env.start(context, functions or {})
+        await env.start(context, functions or {}, setup=setup)
         return env
 
     try:

@@ -311,7 +311,7 @@ async def test_worker_crash_is_reported_and_repl_restarts(make_env: Factory) -> 
     await env.execute("x = 1")
     r = await env.execute("import os\nos._exit(7)")
     assert r.crashed and "exited with status 7" in (r.error or "")
-    assert "`context` is loaded again" in (r.error or "")
+    assert "`context` (and the setup) is loaded again" in (r.error or "")
     assert (await env.execute("print(context)")).stdout == "ctx\n"
     assert isinstance(env, WorkerEnvironment) and env.restarts == 1
 
@@ -407,3 +407,32 @@ def test_child_rlms_get_their_own_environment(
     )
     res = rlm.completion("root context", query="go")
     assert res.status == "final" and res.response == "['3', '4']"
+
+
+SETUP = "def helper(n):\n    return n * 2\n\nclass Box:\n    pass\n\nlimit = len(context)\n"
+
+
+@every(ALL)
+async def test_setup_cell_defines_hidden_helpers_and_visible_data(make_env: Factory) -> None:
+    env = await make_env("abc", setup=SETUP)
+    shown = (await env.execute("SHOW_VARS()")).stdout
+    assert "limit: int" in shown
+    assert "helper" not in shown and "Box" not in shown
+    assert (await env.execute("print(helper(limit))")).stdout == "6\n"
+    assert await env.list_variables() == {"limit": "int"}
+
+
+@every(ISOLATED)
+async def test_setup_cell_runs_again_after_a_worker_restart(make_env: Factory) -> None:
+    env = await make_env("abcd", setup=SETUP)
+    await env.execute("extra = 1")
+    crashed = await env.execute("import os\nos._exit(3)")
+    assert crashed.crashed
+    after = await env.execute("print(helper(limit), 'extra' in globals())")
+    assert after.error is None and after.stdout == "8 False\n"
+
+
+@every(ALL)
+async def test_failing_setup_cell_fails_start(make_env: Factory) -> None:
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        await make_env("x", setup="y = 1 / 0")

@@ -47,8 +47,16 @@ class Environment(ABC):
         self.max_output_chars = max_output_chars
 
     @abstractmethod
-    async def start(self, context: Any, functions: dict[str, HostFunction]) -> None:
-        """Load ``context`` (once per completion) and expose ``functions`` by name."""
+    async def start(
+        self, context: Any, functions: dict[str, HostFunction], setup: str | None = None
+    ) -> None:
+        """Load ``context`` (once per completion) and expose ``functions`` by name.
+
+        ``setup`` is standard-library Python run right after the context is loaded, and
+        again whenever the REPL is restarted (a crashed worker), so what it defines is
+        always there. Functions and classes it defines are hidden from ``SHOW_VARS`` like
+        the built-in REPL functions; data it binds stays visible. A setup that fails raises.
+        """
 
     @abstractmethod
     async def execute(self, code: str, timeout: float | None = None) -> ExecResult:

@@ -42,10 +42,17 @@ class LocalEnvironment(Environment):
         self._functions: dict[str, HostFunction] = {}
         self._stuck: list[threading.Thread] = []
 
-    async def start(self, context: Any, functions: dict[str, HostFunction]) -> None:
+    async def start(
+        self, context: Any, functions: dict[str, HostFunction], setup: str | None = None
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._functions = functions
         self._core = ReplCore(context, self._call_host, list(functions), self.max_output_chars)
+        if setup:
+            # In a thread, like cells: setup code may call host functions on this loop.
+            error = await asyncio.to_thread(self._core.run_setup, setup)
+            if error:
+                raise RuntimeError(f"The REPL setup code failed: {error}")
 
     def _call_host(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         assert self._loop is not None

@@ -189,6 +189,20 @@ class ReplCore:
         return False, ""
 
     # -- execution ------------------------------------------------------------------
+    def run_setup(self, code: str) -> str | None:
+        """Run the environment's setup cell; returns its error text, or None.
+
+        Functions and classes it (re)defines join the reserved names: hidden from
+        SHOW_VARS and FINAL_VAR like the built-in REPL functions.
+        """
+        before = dict(self.namespace)
+        result = self.run_cell(code)
+        self.cell_count = 0
+        for name, value in self.namespace.items():
+            if callable(value) and before.get(name) is not value:
+                self.reserved.add(name)
+        return result["error"]
+
     def run_cell(self, code: str) -> dict[str, Any]:
         """Run one cell; never raises for errors in user code (they become ``error``)."""
         self.cell_count += 1

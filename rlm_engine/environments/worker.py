@@ -208,6 +208,11 @@ class Worker:
             context, self.call_host, list(message.get("functions", [])), limit
         )
         del context
+        setup = message.get("setup")
+        if setup:
+            error = self.core.run_setup(setup)
+            if error:
+                raise RuntimeError(f"the REPL setup code failed: {error}")
         apply_limits(message.get("limits") or {})
         confinement = confine(message.get("landlock"))
         policy = message.get("reap", "none")

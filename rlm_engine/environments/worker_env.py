@@ -80,6 +80,7 @@ class WorkerEnvironment(Environment):
         self.restarts = 0
         self.worker_info: dict[str, Any] = {}
         self._functions: dict[str, HostFunction] = {}
+        self._setup: str | None = None
         self._channel: WorkerChannel | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._replies: asyncio.Queue[dict[str, Any] | _ChannelClosed] = asyncio.Queue()
@@ -126,10 +127,13 @@ class WorkerEnvironment(Environment):
         """Extra cleanup once a worker is gone (processes left under its uid, ...)."""
 
     # -- life cycle --------------------------------------------------------------------
-    async def start(self, context: Any, functions: dict[str, HostFunction]) -> None:
+    async def start(
+        self, context: Any, functions: dict[str, HostFunction], setup: str | None = None
+    ) -> None:
         if self.area is not None:
             raise RuntimeError(f"{type(self).__name__}.start() called twice")
         self._functions = dict(functions)
+        self._setup = setup
         self.uid = self._choose_uid()
         self.area = await WorkArea.create(context, self.uid if is_root() else None)
         try:
@@ -155,6 +159,7 @@ class WorkerEnvironment(Environment):
                         "path": self._context_path_in_worker(self.area),
                     },
                     "functions": sorted(self._functions),
+                    "setup": self._setup,
                     "max_output_chars": self.max_output_chars,
                     "sys_path": self._worker_sys_path(),
                     "limits": self._limits(),
@@ -251,8 +256,8 @@ class WorkerEnvironment(Environment):
         try:
             await self._launch()
             after = (
-                "The REPL was restarted: `context` is loaded again, but every other "
-                "variable from earlier cells is lost."
+                "The REPL was restarted: `context` (and the setup) is loaded again, but "
+                "every other variable from earlier cells is lost."
             )
         except Exception as e:
             after = f"Restarting the REPL failed ({e}); further cells will fail."

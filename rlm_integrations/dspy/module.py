@@ -146,6 +146,8 @@ class RLMModule(dspy.Module):
             timeout=self.timeout,
             max_output_chars=self.max_output_chars,
             tools=tools,
+            # Runs again if an isolated worker restarts, so inputs and SUBMIT never vanish.
+            repl_setup=setup_code(list(self.signature.input_fields)),
         )
 
     def _turn_setup(self, inputs: dict[str, Any]) -> TurnSetup:
@@ -192,14 +194,14 @@ class RLMModule(dspy.Module):
         )
         try:
             session = await RLMSession.open(config, dict(inputs), query, shared=shared)
+        except RuntimeError as e:
+            await shared.aclose()
+            raise RuntimeError(f"RLMModule could not prepare the REPL: {e}") from e
         except BaseException:
             await shared.aclose()
             raise
         try:
             root.bind(session)
-            ready = await session.env.execute(setup_code(list(self.signature.input_fields)))
-            if ready.error:
-                raise RuntimeError(f"RLMModule could not prepare the REPL: {ready.error}")
             result = await run(session)
         finally:
             await session.close()
