@@ -128,8 +128,11 @@ async def test_read_host_file(
 
 
 @every(ALL)
-async def test_write_outside_work_dir(make_env: Factory, request: Any) -> None:
+async def test_write_outside_work_dir(
+    make_env: Factory, request: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = Path(f"/tmp/rlm-escape-{secrets.token_hex(6)}")  # /tmp: writable by every uid
+    monkeypatch.chdir(tmp_path)  # `local` has no work dir of its own: it writes in the cwd
     env = await make_env("")
     try:
         r = await env.execute(
