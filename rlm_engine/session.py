@@ -366,7 +366,9 @@ class RLMSession:
             if result.final is not None:
                 final = result.final
                 break  # the answer is decided; later blocks would only cost time
-        feedback_parts = [self._block_feedback(i, b) for i, b in enumerate(blocks, 1)]
+        # Each block is capped, and so is their sum: the limit is per turn, not per block.
+        outputs = "\n\n".join(self._block_feedback(i, b) for i, b in enumerate(blocks, 1))
+        feedback_parts = [truncate_output(outputs, self.config.max_output_chars)] if blocks else []
         if final is None:
             directive = find_final(response)
             if directive is not None and directive.kind == "FINAL":

@@ -17,7 +17,18 @@ from rlm_engine.scripted.server import ScriptedServer
 
 def haystack(n_chars: int = 300_000, secret: str = "731904", seed: int = 3) -> str:
     rng = random.Random(seed)
-    words = ["alpha", "beta", "gamma", "delta", "report", "status", "metric", "budget", "vendor", "ticket"]
+    words = [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "report",
+        "status",
+        "metric",
+        "budget",
+        "vendor",
+        "ticket",
+    ]
     lines, total = [], 0
     while total < n_chars:
         line = " ".join(rng.choice(words) for _ in range(12)) + "."
@@ -522,3 +533,15 @@ def test_request_helper_sanity():
         ]
     )
     assert req.is_rlm_root and req.turn == 0
+
+
+def test_output_limit_applies_to_the_whole_turn(scripted_model, scripted_server, openai_kwargs):
+    spam = "```repl\nprint('z' * 30_000)\n```\n"
+    root_rule(scripted_model, [spam * 3 + "FINAL_VAR(missing_name)", "FINAL(done)"])
+    res = RLM(backend="openai", backend_kwargs=openai_kwargs, max_output_chars=4_000).completion(
+        "c", "?"
+    )
+    feedback = res.iterations[0].feedback
+    assert len(feedback) < 4_000 + 600  # outputs capped together, plus the note and the tail
+    assert "characters truncated" in feedback
+    assert "no REPL variable named 'missing_name'" in feedback  # notes are never cut
