@@ -32,6 +32,7 @@ EventHandler = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
 PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
 _PROMPT_KEEP = 2_000  # characters of a sub-call prompt kept in the trajectory
+_PEEK_SECONDS = 5.0  # how long finish() waits for a REPL variable
 
 
 @dataclass
@@ -522,18 +523,22 @@ class RLMSession:
                 if directive and directive.kind == "FINAL":
                     return directive.value
                 if directive:
-                    found, value = await self.env.get_variable(directive.value)
+                    found, value = await self._peek(directive.value)
                     if found:
                         return value
                 return resp.text.strip() or None
         for name in PARTIAL_ANSWER_NAMES:
-            try:
-                found, value = await self.env.get_variable(name)
-            except Exception:
-                return None
+            found, value = await self._peek(name)
             if found:
                 return value
         return None
+
+    async def _peek(self, name: str) -> tuple[bool, str]:
+        """A REPL variable, if the REPL answers soon: after a timeout it may still be busy."""
+        try:
+            return await asyncio.wait_for(self.env.get_variable(name), _PEEK_SECONDS)
+        except Exception:
+            return False, ""
 
     async def within_deadline(self, step: Awaitable[T]) -> T | None:
         """Await one step under the completion's wall-clock timeout.
