@@ -545,3 +545,18 @@ def test_output_limit_applies_to_the_whole_turn(scripted_model, scripted_server,
     assert len(feedback) < 4_000 + 600  # outputs capped together, plus the note and the tail
     assert "characters truncated" in feedback
     assert "no REPL variable named 'missing_name'" in feedback  # notes are never cut
+
+
+@pytest.mark.parametrize("environment", ["local", "subprocess"])
+def test_timeout_during_blocking_call_never_hangs(
+    environment, scripted_model, scripted_server, openai_kwargs
+):
+    root_rule(scripted_model, ["```repl\nanswer = 'partial'\nimport time\ntime.sleep(60)\n```"])
+    res = RLM(
+        backend="openai", backend_kwargs=openai_kwargs, environment=environment, timeout=1.5
+    ).completion("c", "?")
+    assert res.status == "timeout"
+    assert res.duration < 12, "the run must end soon after its timeout"
+    if environment == "local":
+        # The blocked thread cannot be interrupted, but the REPL namespace is still readable.
+        assert res.partial_answer == "partial"
