@@ -33,6 +33,9 @@ T = TypeVar("T")
 PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
 _PROMPT_KEEP = 2_000  # characters of a sub-call prompt kept in the trajectory
 _PEEK_SECONDS = 5.0  # how long finish() waits for a REPL variable
+# Sub-calls whose recorded answers replay() serves again. Bound tools are re-run: their
+# results may be any JSON value, while the trajectory keeps only their text.
+_REPLAYABLE = frozenset({"llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched"})
 
 
 @dataclass
@@ -585,11 +588,7 @@ class RLMSession:
         for it in self.state.iterations:
             for block in it.code_blocks:
                 for call in block.subcalls:
-                    if call.error is None and call.function in (
-                        "llm_query",
-                        "llm_query_batched",
-                        "rlm_query",
-                    ):
+                    if call.error is None and call.function in _REPLAYABLE:
                         # Not keyed by model: ``call.model`` holds the model that answered,
                         # while the code asks with the name it passed (usually None).
                         key = (self._kind(call.function), call.prompt_sha)

@@ -560,3 +560,43 @@ def test_timeout_during_blocking_call_never_hangs(
     if environment == "local":
         # The blocked thread cannot be interrupted, but the REPL namespace is still readable.
         assert res.partial_answer == "partial"
+
+
+async def test_replay_rebuilds_repl_without_paying_again(
+    scripted_model, scripted_server, openai_kwargs, sub_kwargs
+):
+    """A new session from a saved state re-runs the cells; recorded sub-calls are served."""
+    from rlm_engine import RLMSession, RLMState, run
+
+    code = (
+        "```repl\na = llm_query_batched(['What is 1+1?', 'What is 2+2?'])\n"
+        "b = rlm_query_batched(['child one', 'child two'])\nc = llm_query('What is 3+3?')\n```"
+    )
+    root_rule(scripted_model, [code, "FINAL(done)"], where=lambda r: "Query: q" in r.first_user)
+    root_rule(scripted_model, ["FINAL(child answer)"] * 2, where=lambda r: "child" in r.first_user)
+    rlm = RLM(
+        backend="openai", backend_kwargs=openai_kwargs, sub_backend_kwargs=sub_kwargs, max_depth=2
+    )
+    session = await rlm.open_session("ctx", "q")
+    try:
+        await run(session)
+        saved = session.state.to_dict()
+    finally:
+        await session.close()
+        await session.shared.aclose()
+    served = scripted_server.stats.requests
+
+    fresh = await rlm.open_session("ctx", "q")  # only for its clients and budget
+    again = await RLMSession.open(
+        rlm.config, "ctx", "q", shared=fresh.shared, state=RLMState.from_dict(saved)
+    )
+    try:
+        await again.replay()
+        assert scripted_server.stats.requests == served, "replay must not call the LM"
+        found, value = await again.env.get_variable("b")
+        assert found and value == "['child answer', 'child answer']"
+        assert (await again.env.get_variable("c"))[1].strip() == "6"
+    finally:
+        await again.close()
+        await fresh.close()
+        await fresh.shared.aclose()
