@@ -417,7 +417,8 @@ class RLMSession:
 
     async def _run_block(self, code: str, index: int) -> CodeBlockResult:
         self.shared.emit("code_start", depth=self.depth, iteration=index, code=code)
-        self._block_calls = calls = []
+        calls: list[SubCall] = []
+        self._block_calls = calls
         try:
             r = await self.env.execute(code, timeout=self.shared.budget.clamp(self.env.timeout))
         finally:

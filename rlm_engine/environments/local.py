@@ -32,6 +32,11 @@ def _raise_in_thread(thread: threading.Thread) -> None:
         )
 
 
+def _settle(done: asyncio.Future[dict[str, Any]], result: dict[str, Any]) -> None:
+    if not done.done():  # a cancelled wait may have settled it already
+        done.set_result(result)
+
+
 class LocalEnvironment(Environment):
     in_process = True
 
@@ -56,8 +61,10 @@ class LocalEnvironment(Environment):
 
     def _call_host(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         assert self._loop is not None
-        fut = asyncio.run_coroutine_threadsafe(
-            self._functions[name].fn(*args, **kwargs), self._loop
+        coro = self._functions[name].fn(*args, **kwargs)
+        fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            coro,  # type: ignore[arg-type]  # host functions are coroutine functions
+            self._loop,
         )
         try:
             while True:  # poll so an interrupt raised into this thread can land
@@ -94,7 +101,7 @@ class LocalEnvironment(Environment):
                 result = {"error": f"Interrupted: {type(e).__name__}", "interrupted": True}
             if not loop.is_closed():  # the run may have ended (timeout) while this cell ran
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+                    loop.call_soon_threadsafe(_settle, done, result)
 
         started = time.perf_counter()
         thread = threading.Thread(target=work, name="rlm-local-cell", daemon=True)
