@@ -72,10 +72,18 @@ def lm_name(lm: Any) -> str:
     return str(getattr(lm, "model", None) or type(lm).__name__)
 
 
-def cost_of(model: str, m: Measured, pricing: Any = None) -> float | None:
-    """USD cost from the engine's price table (DSPy usage entries carry no price)."""
+def measured_response(text: str, model: str, m: Measured, pricing: Any = None) -> LMResponse:
+    """The engine's view of one DSPy LM call; the cost comes from the engine's price table
+    (DSPy usage entries carry no price)."""
     bare = model.split("/", 1)[-1]
-    return compute_cost(price_for(bare, pricing), m.input_tokens, m.output_tokens)
+    cost = compute_cost(price_for(bare, pricing), m.input_tokens, m.output_tokens)
+    return LMResponse(
+        text=text,
+        model=model,
+        input_tokens=m.input_tokens,
+        output_tokens=m.output_tokens,
+        cost=cost,
+    )
 
 
 def resolve_lm(lm: Any) -> Any:
@@ -145,13 +153,7 @@ class DSPyLMClient(LMClient):
                 )
             text, m = await measured(lambda: call_lm_messages(lm, messages))
         name = lm_name(lm)
-        return LMResponse(
-            text=text,
-            model=name,
-            input_tokens=m.input_tokens,
-            output_tokens=m.output_tokens,
-            cost=cost_of(name, m, self.pricing),
-        )
+        return measured_response(text, name, m, self.pricing)
 
     def describe(self) -> dict[str, Any]:
         return {"client": "dspy", "model": self.model_name}

@@ -19,10 +19,10 @@ from rlm_engine.clients.base import LMClient
 from rlm_engine.types import LMResponse, Message
 from rlm_integrations.dspy.lm_client import (
     call_lm_messages,
-    cost_of,
     dspy_scope,
     lm_name,
     measured,
+    measured_response,
     resolve_lm,
 )
 from rlm_integrations.dspy.outputs import encode_answer
@@ -97,13 +97,7 @@ class RootTurnClient(LMClient):
                 )
                 text = render_turn(pred.reasoning, pred.code)
         name = lm_name(lm)
-        return LMResponse(
-            text=text,
-            model=name,
-            input_tokens=m.input_tokens,
-            output_tokens=m.output_tokens,
-            cost=cost_of(name, m, self.pricing),
-        )
+        return measured_response(text, name, m, self.pricing)
 
 
 class SubCallClient(LMClient):
@@ -144,10 +138,4 @@ class SubCallClient(LMClient):
                 text = str(pred.response)
             else:  # a child RLM's root turn: the engine's own prompt, sent as is
                 text, m = await measured(lambda: call_lm_messages(lm, messages))
-        return LMResponse(
-            text=text,
-            model=name,
-            input_tokens=m.input_tokens,
-            output_tokens=m.output_tokens,
-            cost=cost_of(name, m, self.pricing),
-        )
+        return measured_response(text, name, m, self.pricing)
