@@ -462,15 +462,15 @@ class RLMSession:
         st = self.state
         if st.final_answer is not None:
             st.status = "final"
-        elif st.status is not None:
-            pass  # error, budget or timeout already decided
-        elif self.shared.budget.timed_out():
-            st.status = "timeout"
-        elif self.shared.budget.exhausted():
-            st.status = "budget"
-            st.error = st.error or f"Budget exhausted ({self.shared.budget.exhausted()})."
-        elif st.iteration >= self.config.max_iterations:
-            st.status = "max_iterations"
+        elif st.status is None:  # otherwise error, budget or timeout was already decided
+            exhausted = self.shared.budget.exhausted()
+            if self.shared.budget.timed_out():
+                st.status = "timeout"
+            elif exhausted:
+                st.status = "budget"
+                st.error = st.error or f"Budget exhausted ({exhausted})."
+            elif st.iteration >= self.config.max_iterations:
+                st.status = "max_iterations"
         return st.status is not None
 
     # -- end of run ------------------------------------------------------------------------
