@@ -5,6 +5,7 @@ as a ``StateGraph`` to compile with any checkpointer; ``RLMNode(...)`` runs it a
 subgraph inside a ``MessagesState`` (or custom) graph.
 """
 
+from rlm_integrations.langgraph.agent_node import RLMNode
 from rlm_integrations.langgraph.graph import (
     NODES,
     RLMStateGraph,
@@ -12,10 +13,9 @@ from rlm_integrations.langgraph.graph import (
     default_retry_policy,
     recursion_limit_for,
 )
-from rlm_integrations.langgraph.node import RLMNode
-from rlm_integrations.langgraph.nodes import RootLMCallError
 from rlm_integrations.langgraph.runtime import REGISTRY, close_all_sessions
 from rlm_integrations.langgraph.state import IterationRecord, RLMGraphState, RLMInput, RLMOutput
+from rlm_integrations.langgraph.steps import RootLMCallError
 
 __all__ = [
     "NODES",

@@ -1,7 +1,7 @@
 """``build_rlm_graph``: the RLM loop as a LangGraph ``StateGraph``.
 
 ``generate`` -> ``execute`` -> ``check_final`` -> ``generate`` | END, where each node is
-one of the engine's own session steps (see :mod:`rlm_integrations.langgraph.nodes`).
+one of the engine's own session steps (see :mod:`rlm_integrations.langgraph.steps`).
 ``generate`` goes straight to ``check_final`` when a budget stopped the root call.
 """
 
@@ -17,8 +17,8 @@ from langgraph.types import RetryPolicy
 from rlm_engine.display import event_handler
 from rlm_engine.environments import HostFunction
 from rlm_engine.session import EventHandler, RLMConfig
-from rlm_integrations.langgraph.nodes import RLMSteps, RootLMCallError
 from rlm_integrations.langgraph.state import RLMGraphState, RLMInput, RLMOutput
+from rlm_integrations.langgraph.steps import RLMSteps, RootLMCallError
 
 NODES = ("generate", "execute", "check_final")
 #: Supersteps per loop iteration (generate, execute, check_final).
