@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from support.synthetic import HOSTILE, write_synthetic_trace
 
 from rlm_engine.cli import CLIError, bench_scripts, find_benchmarks
 from rlm_engine.progress import ProgressState
-from rlm_engine.viewer.synthetic import HOSTILE, write_synthetic_trace
 
 NEEDLE_QUESTION = "What is the secret code?"
 REPO = Path(__file__).resolve().parent.parent

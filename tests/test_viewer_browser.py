@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from support.synthetic import HOSTILE, synthetic_records, write_synthetic_trace
 
 from rlm_engine import RLM, Iteration, RLMLogger
 from rlm_engine.viewer import build_payload, embed_json, load_trace, write_html
 from rlm_engine.viewer.render import SUBCALL_FIELDS
-from rlm_engine.viewer.synthetic import HOSTILE, synthetic_records, write_synthetic_trace
 from rlm_engine.viewer.trace import TraceError, computed_usage, iteration_summary
 
 CHROMIUM = "/usr/bin/chromium"

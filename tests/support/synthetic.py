@@ -1,7 +1,7 @@
-"""Synthetic trajectories in the ``RLMLogger`` format, for viewer tests and benchmarks.
+"""Synthetic trajectories in the ``RLMLogger`` format, for the viewer and CLI tests.
 
 They let the viewer be exercised at sizes no scripted run produces quickly (1,000
-iterations, 100,000 sub-calls) and with every feature at once: errors, timeouts, nested
+iterations, 100,000 sub-calls) and with every feature at once: failing code blocks, failed sub-calls, nested
 ``rlm_query`` children, hostile model output, a missing result line.
 """
 
@@ -39,6 +39,100 @@ def _subcall(
     }
 
 
+BATCH_CODE = (
+    "# split the context into chunks and ask a sub-model about each\n"
+    "chunks = [context[i:i + 10_000] for i in range(0, len(context), 10_000)][:{n_sub}]\n"
+    'answers = llm_query_batched([f"Summarize: {{c}}" for c in chunks])\n'
+    "print(len(answers), answers[:2])"
+)
+RISK_QUERY = "Find every risk factor mentioned in this section and rank them."
+RISK_ANSWER = "1. currency exposure 2. supplier concentration"
+FINAL_ANSWER = "Revenue grew in every quarter; the main risks are currency and suppliers."
+
+
+def _block(
+    code: str,
+    *,
+    stdout: str = "",
+    error: str | None = None,
+    duration: float,
+    subcalls: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One code block record; only what varies between the synthetic blocks is a parameter."""
+    return {
+        "code": code,
+        "stdout": stdout,
+        "stderr": "",
+        "error": error,
+        "final": None,
+        "timed_out": False,
+        "crashed": False,
+        "duration": duration,
+        "subcalls": subcalls or [],
+    }
+
+
+def _batch_block(
+    rng: random.Random, n_sub: int, depth: int, sub_model: str, hostile: bool
+) -> dict[str, Any]:
+    """The ``llm_query_batched`` block every iteration starts with."""
+    subcalls = [
+        _subcall(rng, "llm_query_batched", n, depth + 1, sub_model, hostile) for n in range(n_sub)
+    ]
+    return _block(
+        BATCH_CODE.format(n_sub=n_sub),
+        stdout=f"{n_sub} ['Chunk 0: revenue up 0%', 'Chunk 1: revenue up 1%']\n",
+        duration=round(0.01 + sum(s["latency"] for s in subcalls[:16]), 3),
+        subcalls=subcalls,
+    )
+
+
+def _error_block() -> dict[str, Any]:
+    """A block that fails with a ``NameError`` (a typo, as models make them)."""
+    return _block(
+        "total = sum(int(a.split()[3].rstrip('%,')) for a in answers)\nprint(totl)",
+        error="NameError: name 'totl' is not defined",
+        duration=0.002,
+    )
+
+
+def _rlm_query_block(
+    rng: random.Random, depth: int, child_depth: int, models: tuple[str, str]
+) -> dict[str, Any]:
+    """A block whose ``rlm_query`` sub-call carries a child run of two iterations."""
+    children = [
+        _iteration(
+            rng,
+            k,
+            2,
+            depth=depth + 1,
+            last=k == 1,
+            child_depth=child_depth - 1,
+            hostile=False,
+            models=models,
+        )
+        for k in range(2)
+    ]
+    rlm_call = _subcall(rng, "rlm_query", 1, depth + 1, models[0], False)
+    rlm_call.update(prompt=RISK_QUERY, response=RISK_ANSWER, children=children, error=None)
+    return _block(
+        f'risks = rlm_query("{RISK_QUERY}", context=chunks[0])\nprint(risks)',
+        stdout=RISK_ANSWER + "\n",
+        duration=1.5,
+        subcalls=[rlm_call],
+    )
+
+
+def _root_response(index: int, code: str, hostile: bool) -> str:
+    response = (
+        f"Iteration {index}: I will look at the chunks and query them in a batch.\n"
+        f"```repl\n{code}\n```\n"
+    )
+    if hostile and index == 0:
+        response += "Model text with markup: " + HOSTILE + "\n"
+    return response
+
+
 def _iteration(
     rng: random.Random,
     index: int,
@@ -50,87 +144,14 @@ def _iteration(
     hostile: bool,
     models: tuple[str, str],
 ) -> dict[str, Any]:
-    root_model, sub_model = models
-    code = (
-        "# split the context into chunks and ask a sub-model about each\n"
-        f"chunks = [context[i:i + 10_000] for i in range(0, len(context), 10_000)][:{n_sub}]\n"
-        'answers = llm_query_batched([f"Summarize: {c}" for c in chunks])\n'
-        "print(len(answers), answers[:2])"
-    )
-    subcalls = [
-        _subcall(rng, "llm_query_batched", n, depth + 1, sub_model, hostile) for n in range(n_sub)
-    ]
-    blocks: list[dict[str, Any]] = [
-        {
-            "code": code,
-            "stdout": f"{n_sub} ['Chunk 0: revenue up 0%', 'Chunk 1: revenue up 1%']\n",
-            "stderr": "",
-            "error": None,
-            "final": None,
-            "timed_out": False,
-            "crashed": False,
-            "duration": round(0.01 + sum(s["latency"] for s in subcalls[:16]), 3),
-            "subcalls": subcalls,
-        }
-    ]
+    """One iteration record: a batch block, every fifth an error, every third a child run."""
+    blocks = [_batch_block(rng, n_sub, depth, models[1], hostile)]
     if index % 5 == 2:
-        blocks.append(
-            {
-                "code": "total = sum(int(a.split()[3].rstrip('%,')) for a in answers)\nprint(totl)",
-                "stdout": "",
-                "stderr": "",
-                "error": "NameError: name 'totl' is not defined",
-                "final": None,
-                "timed_out": False,
-                "crashed": False,
-                "duration": 0.002,
-                "subcalls": [],
-            }
-        )
+        blocks.append(_error_block())
     if child_depth > 0 and index % 3 == 1:
-        child = [
-            _iteration(
-                rng,
-                k,
-                2,
-                depth=depth + 1,
-                last=k == 1,
-                child_depth=child_depth - 1,
-                hostile=False,
-                models=models,
-            )
-            for k in range(2)
-        ]
-        rlm_call = _subcall(rng, "rlm_query", 1, depth + 1, root_model, False)
-        rlm_call.update(
-            prompt="Find every risk factor mentioned in this section and rank them.",
-            response="1. currency exposure 2. supplier concentration",
-            children=child,
-            error=None,
-        )
-        blocks.append(
-            {
-                "code": 'risks = rlm_query("Find every risk factor mentioned in this section '
-                'and rank them.", context=chunks[0])\nprint(risks)',
-                "stdout": "1. currency exposure 2. supplier concentration\n",
-                "stderr": "",
-                "error": None,
-                "final": None,
-                "timed_out": False,
-                "crashed": False,
-                "duration": 1.5,
-                "subcalls": [rlm_call],
-            }
-        )
-    answer = "Revenue grew in every quarter; the main risks are currency and suppliers."
+        blocks.append(_rlm_query_block(rng, depth, child_depth, models))
     if last:
-        blocks[-1]["final"] = answer
-    response = (
-        f"Iteration {index}: I will look at the chunks and query them in a batch.\n"
-        f"```repl\n{code}\n```\n"
-    )
-    if hostile and index == 0:
-        response += "Model text with markup: " + HOSTILE + "\n"
+        blocks[-1]["final"] = FINAL_ANSWER
     inp, out = 2_000 + 150 * index + rng.randrange(500), 100 + rng.randrange(300)
     root_latency = round(0.4 + rng.random() * 2, 3)
     return {
@@ -138,9 +159,9 @@ def _iteration(
         "run_id": "synthetic",
         "depth": depth,
         "index": index,
-        "response": response,
+        "response": _root_response(index, blocks[0]["code"], hostile),
         "code_blocks": blocks,
-        "final_answer": answer if last else None,
+        "final_answer": FINAL_ANSWER if last else None,
         "feedback": "REPL output:\n" + "\n".join(b["stdout"] for b in blocks),
         "input_tokens": inp,
         "output_tokens": out,
