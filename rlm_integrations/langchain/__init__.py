@@ -3,7 +3,9 @@
 - :class:`RLMChatModel`: a Recursive Language Model usable wherever a LangChain chat
   model goes (chains, ``batch``, streaming, structured output, tools, agents).
 - :class:`LangChainClient`: the engine backend that lets any LangChain chat model be an
-  RLM's root or sub LM.
+  RLM's root or sub LM. Importing this package registers it with the engine (backend
+  name ``"langchain"`` and an adapter for chat models); the engine also finds it through
+  the ``rlm_engine.clients`` entry point, so ``RLM(backend=chat_model)`` needs no import.
 - :class:`ScriptedChatModel`: the offline scripted model as a chat model, for demos and
   tests without an API key.
 """

@@ -1,7 +1,11 @@
 """Engine backend adapter: any LangChain chat model as the RLM's root or sub LM.
 
-``rlm_engine.clients.make_client`` routes every ``BaseChatModel`` here, so every provider
-LangChain supports can drive an RLM. The engine speaks plain ``{"role", "content"}``
+:func:`register` tells the engine about it (``rlm_engine.clients.register_backend`` /
+``register_adapter``): importing this module registers it, and so does the
+``rlm_engine.clients`` entry point declared in ``pyproject.toml``, which the engine loads
+the first time it meets a model object it does not know. So ``RLM(backend=ChatOpenAI())``
+works without importing this package first, and every provider LangChain supports can
+drive an RLM. The engine speaks plain ``{"role", "content"}``
 messages; this module converts them, calls ``ainvoke`` and reads token usage from
 ``AIMessage.usage_metadata`` so the engine's usage ledger stays exact.
 
@@ -19,8 +23,9 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackManager, Callbacks
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableBinding, RunnableConfig
 
+from rlm_engine.clients import register_adapter, register_backend
 from rlm_engine.clients.base import LMClient, compute_cost, price_for
 from rlm_engine.types import LMResponse, Message
 
@@ -35,6 +40,13 @@ def model_name_of(chat_model: Any) -> str:
         if isinstance(value, str) and value:
             return value
     return str(getattr(chat_model, "_llm_type", type(chat_model).__name__))
+
+
+def is_chat_model(obj: object) -> bool:
+    """Whether ``obj`` is a LangChain chat model, or one bound with ``.bind(...)``."""
+    if isinstance(obj, RunnableBinding):
+        obj = obj.bound
+    return isinstance(obj, BaseChatModel)
 
 
 def to_langchain_messages(messages: Sequence[Message]) -> list[BaseMessage]:
@@ -58,7 +70,9 @@ class LangChainClient(LMClient):
 
     Args:
         chat_model: the model to call (``ChatOpenAI``, ``ChatAnthropic``, ...).
-        model_name: name recorded in the usage ledger; default: the model's own name.
+        model_name: the model to call instead of the chat model's own (a copy with its
+            model field set, see :func:`with_model`); ``None`` or ``"auto"`` keeps it.
+            This is how an engine ``backend_kwargs={"model_name": ...}`` reaches it.
         models: extra chat models by name, used when REPL code asks for
             ``llm_query(..., model=name)``; unknown names fall back to a copy of
             ``chat_model`` with its model field set to that name.
@@ -85,12 +99,14 @@ class LangChainClient(LMClient):
         stream_tokens: bool = False,
         **invoke_kwargs: Any,
     ) -> None:
-        if not (hasattr(chat_model, "ainvoke") and hasattr(chat_model, "_generate")):
+        if not is_chat_model(chat_model):
             raise TypeError(
                 f"LangChainClient needs a LangChain chat model (BaseChatModel), got {chat_model!r}"
             )
+        if model_name and model_name not in ("auto", model_name_of(chat_model)):
+            chat_model = with_model(chat_model, model_name)
         self.chat_model = chat_model
-        self.model_name = model_name or model_name_of(chat_model)
+        self.model_name = model_name_of(chat_model)
         self._models: dict[str, BaseChatModel] = dict(models or {})
         self._pricing = pricing
         self.context_chars = context_chars or _profile_chars(chat_model) or self.context_chars
@@ -105,7 +121,7 @@ class LangChainClient(LMClient):
         if not model or model == self.model_name:
             return self.chat_model, self.model_name
         if model not in self._models:
-            self._models[model] = _with_model(self.chat_model, model)
+            self._models[model] = with_model(self.chat_model, model)
         return self._models[model], model
 
     def _config(self, model: str) -> RunnableConfig:
@@ -153,7 +169,7 @@ class LangChainClient(LMClient):
         }
 
 
-def _with_model(chat_model: BaseChatModel, model: str) -> BaseChatModel:
+def with_model(chat_model: BaseChatModel, model: str) -> BaseChatModel:
     """A copy of ``chat_model`` calling ``model``: set whichever model field it has."""
     fields = type(chat_model).model_fields
     for attr in _MODEL_FIELDS:
@@ -165,8 +181,28 @@ def _with_model(chat_model: BaseChatModel, model: str) -> BaseChatModel:
     )
 
 
+_with_model = with_model  # the old private name, until chat_model.py imports with_model
+
+
 def _profile_chars(chat_model: Any) -> int | None:
     profile = getattr(chat_model, "profile", None)
     if isinstance(profile, Mapping) and profile.get("max_input_tokens"):
         return int(profile["max_input_tokens"]) * 4
     return None
+
+
+def register() -> None:
+    """Register ``LangChainClient`` with the engine: the backend name ``"langchain"``
+    (``make_client("langchain", {"chat_model": m})``) and an adapter for chat models
+    (``make_client(m)``). Runs when this module is imported; it is also the target of the
+    ``rlm_engine.clients`` entry point. Registering again is harmless."""
+    register_backend("langchain", LangChainClient)
+    register_adapter(
+        "langchain",
+        is_chat_model,
+        LangChainClient,
+        description="a LangChain chat model (BaseChatModel)",
+    )
+
+
+register()
