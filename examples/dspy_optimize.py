@@ -84,7 +84,7 @@ def language_model() -> Iterator[tuple[dspy.LM, str]]:
         return
     from rlm_engine.scripted import ScriptedModel
     from rlm_engine.scripted.server import ScriptedServer
-    from rlm_integrations.dspy._scripted_skills import install
+    from rlm_engine.scripted.skills.dspy import install
 
     with ScriptedServer(install(ScriptedModel())) as server:
         lm = dspy.LM("openai/scripted-root", api_base=server.base_url, api_key="x", cache=False)

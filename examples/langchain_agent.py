@@ -47,7 +47,7 @@ def rlm_model() -> Iterator[RLMChatModel]:
         return
     from rlm_engine.scripted import ScriptedModel
     from rlm_engine.scripted.server import ScriptedServer
-    from rlm_integrations.langchain._scripted_skills import install
+    from rlm_engine.scripted.skills.langchain import install
 
     with ScriptedServer(install(ScriptedModel())) as server:
         print(f"No OPENAI_API_KEY: using the scripted model at {server.base_url}")

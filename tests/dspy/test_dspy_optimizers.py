@@ -1,6 +1,6 @@
 """DSPy optimizers on RLMModule, offline: each one changes what the root LM is prompted with.
 
-The scripted root LM (``rlm_integrations.dspy._scripted_skills``) takes a shortcut on half
+The scripted root LM (``rlm_engine.scripted.skills.dspy``) takes a shortcut on half
 of the questions (it reads only the start of the document, and the answer is on line 600)
 unless its prompt asks for a map-reduce strategy or shows a demo that uses one. So the dev
 score moves only if an optimizer really changed the prompt: demos (BootstrapFewShot) or
@@ -18,8 +18,8 @@ import dspy
 import pytest
 from dspy_support import exact_match, score, vault_example
 
+from rlm_engine.scripted.skills.dspy import HINT, STRATEGY_MARK
 from rlm_integrations.dspy import RLMModule
-from rlm_integrations.dspy._scripted_skills import HINT, STRATEGY_MARK
 
 
 class VaultQA(dspy.Signature):

@@ -9,7 +9,7 @@ import pytest
 
 from rlm_engine.scripted import ScriptedModel
 from rlm_engine.scripted.server import ScriptedServer
-from rlm_integrations.langchain._scripted_skills import install
+from rlm_engine.scripted.skills.langchain import install
 
 
 @pytest.fixture(scope="session")

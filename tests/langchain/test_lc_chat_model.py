@@ -18,9 +18,9 @@ from typing_extensions import TypedDict
 
 from rlm_engine.scripted import Fault, Request, ScriptedModel
 from rlm_engine.scripted.server import ScriptedServer
+from rlm_engine.scripted.skills.langchain import install
 from rlm_integrations.langchain import RLMChatModel, RLMError, ScriptedChatModel
 from rlm_integrations.langchain import chat_model as chat_model_module
-from rlm_integrations.langchain._scripted_skills import install
 from rlm_integrations.langchain.client import LangChainClient
 
 NEEDLE = "The secret code is 4729."

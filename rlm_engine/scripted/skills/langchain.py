@@ -1,10 +1,23 @@
-"""Scripted-model skills for RLMChatModel's tool-calling and structured-output prompts.
+"""Scripted-model skills for ``RLMChatModel``'s tool-calling and structured-output prompts.
 
-The scripted root policy knows long-context tasks but not our ``CALL_TOOL`` convention or
-the JSON-schema instruction. These skills make the offline model use them the way a
-competent root LM would, so the LangChain standard suites and the examples exercise the
-real code paths (REPL code, host functions, FINAL, validation retries) without an LLM.
-Register them with :func:`install`.
+The scripted root policy knows long-context tasks but not the ``CALL_TOOL`` convention of
+:mod:`rlm_integrations.langchain` or its JSON-schema instruction. These skills make the
+offline model use them the way a competent root LM would, so the LangChain standard suites,
+the LangGraph tests and ``examples/langchain_agent.py`` exercise the real code paths (REPL
+code, host functions, ``FINAL``, validation retries) without an LLM. Enable them with
+:func:`install` on the model a :class:`~rlm_engine.scripted.ScriptedServer` serves::
+
+    server = ScriptedServer(install(ScriptedModel()))
+
+- :func:`tool_call_skill`: with tools bound, the first root turn writes
+  ``CALL_TOOL(name, {args})`` for the tool the task names (or the forced one); once tool
+  results are in the query it answers from them;
+- :func:`structured_output_skill`: with a JSON schema requested, the root turn builds a
+  value valid for it and ends with ``FINAL(json.dumps(result))``.
+
+The patterns below follow the wording of ``rlm_engine.prompts.first_user_message`` (the
+query) and of ``rlm_integrations.langchain`` (``tools.ToolCallRequests``,
+``structured.OutputSchema.instructions``, ``messages``); this module imports neither.
 """
 
 from __future__ import annotations
@@ -13,8 +26,10 @@ import json
 import re
 from typing import Any
 
-from rlm_engine.scripted import Reply, Request, ScriptedModel
+from rlm_engine.scripted.model import Reply, Request, ScriptedModel
 from rlm_engine.scripted.structured import fill_schema
+
+__all__ = ["install", "structured_output_skill", "tool_call_skill"]
 
 _QUERY = re.compile(r"^Query: (.*?)\n\nYou have not looked at the context yet", re.S | re.M)
 _TOOL_LINE = re.compile(r"^  - (\w+)\(.*?\): .*? Arguments JSON schema: (\{.*\})$", re.M)

@@ -1,8 +1,14 @@
-"""Scripted-model skills that speak DSPy's adapter formats, so DSPy runs fully offline.
+"""A scripted-model skill that speaks DSPy's adapter formats, so DSPy runs fully offline.
 
-``install(model)`` registers one skill on a :class:`rlm_engine.scripted.ScriptedModel`. It
-recognizes DSPy ChatAdapter / JSONAdapter requests (``[[ ## field ## ]]`` sections) and
-answers them by what the signature asks for:
+Used by the DSPy tests and ``examples/dspy_optimize.py``. Enable it with :func:`install` on
+the model a :class:`~rlm_engine.scripted.ScriptedServer` serves, then point a ``dspy.LM``
+at the server::
+
+    server = ScriptedServer(install(ScriptedModel())).start()
+    lm = dspy.LM("openai/scripted-root", api_base=server.base_url, api_key="x", cache=False)
+
+:func:`dspy_skill` recognizes DSPy ChatAdapter / JSONAdapter requests (``[[ ## field ## ]]``
+sections) and answers them by what the signature asks for:
 
 - an RLM turn (``variables_info``, ``repl_history`` -> ``reasoning``, ``code``), from
   ``RLMModule`` or from ``dspy.RLM``: Python that splits the longest input, queries the
@@ -19,6 +25,11 @@ answers them by what the signature asks for:
 
 GEPA's plain-text reflection prompt ("Provide the new instructions within ``` blocks") is
 answered with the same proposal in a fenced block.
+
+The patterns follow DSPy's adapters and the wording of ``rlm_integrations.dspy`` (``turns``:
+``variables_info`` and ``repl_history``; ``outputs``: "SUBMIT rejected"); this module
+imports neither DSPy nor the integration. The sub-call prompts its RLM code writes use the
+scripted reader's own markers (``CHUNK_HEAD``, ``AGGREGATE_HEAD``, ``NOT_FOUND``).
 """
 
 from __future__ import annotations
@@ -29,11 +40,28 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_engine.scripted import Reply, Request, ScriptedModel
+from rlm_engine.scripted.model import Reply, Request, ScriptedModel
 from rlm_engine.scripted.reader import AGGREGATE_HEAD, CHUNK_HEAD, NOT_FOUND, answer_prompt
 
-STRATEGY_MARK = "# strategy: map-reduce"
-SHORTCUT_MARK = "# strategy: read the beginning"
+__all__ = [
+    "HINT",
+    "SHORTCUT_MARK",
+    "STRATEGY_MARK",
+    "DSPyCall",
+    "Variable",
+    "dspy_skill",
+    "format_reply",
+    "install",
+    "minimal_value",
+    "parse_dspy",
+    "parse_variables",
+    "propose",
+    "rlm_turn",
+]
+
+STRATEGY_MARK = "# strategy: map-reduce"  # first line of the map-reduce code (demos show it)
+SHORTCUT_MARK = "# strategy: read the beginning"  # first line of the shortcut code
+# What an instruction proposal adds; in the root's instructions it stops the shortcut.
 HINT = (
     "Use a map-reduce strategy: split the long input into line-aligned chunks, ask "
     "llm_query_batched about every chunk, then combine the partial answers before you SUBMIT."
@@ -126,17 +154,19 @@ def _base_instruction(call: DSPyCall) -> str:
 
 
 @dataclass
-class _Variable:
+class Variable:
+    """One input variable as the RLM turn's ``variables_info`` describes it."""
+
     name: str
     kind: str
     size: int
     preview: str
 
 
-def parse_variables(info: str) -> list[_Variable]:
+def parse_variables(info: str) -> list[Variable]:
     """Variables from RLMModule's ``variables_info`` or from dspy.RLM's format."""
     found = [
-        _Variable(m[1], m[2], int(m[3].replace(",", "")), m[4] or "")
+        Variable(m[1], m[2], int(m[3].replace(",", "")), m[4] or "")
         for m in re.finditer(
             r"^`(\w+)` \((\w+), ([\d,]+) characters[^\n]*\n(?:  description:[^\n]*\n)?"
             r"(?:  preview: ([^\n]*))?",
@@ -147,7 +177,7 @@ def parse_variables(info: str) -> list[_Variable]:
     if found:
         return found
     return [
-        _Variable(m[1], m[2], int(m[3].replace(",", "")), m[4] or "")
+        Variable(m[1], m[2], int(m[3].replace(",", "")), m[4] or "")
         for m in re.finditer(
             r"Variable: `(\w+)`.*?\n\s*Type: (\w+).*?Total length: ([\d,]+) characters"
             r"(?:\n\s*Preview:\n\s*```\n\s*(.*?)\n\s*```)?",
@@ -158,9 +188,10 @@ def parse_variables(info: str) -> list[_Variable]:
 
 
 def _submit_names(instructions: str, fallback: list[str]) -> list[str]:
-    for m in re.finditer(r"SUBMIT\(([^)]*)\)", instructions):
-        names = [re.match(r"\s*(\w*)", part)[1] for part in m[1].split(",")]
-        names = [n for n in names if n]
+    """The output names of the first ``SUBMIT(a, b=...)`` the instructions show."""
+    for call in re.finditer(r"SUBMIT\(([^)]*)\)", instructions):
+        words = (re.match(r"\s*(\w+)", part) for part in call[1].split(","))
+        names = [w[1] for w in words if w]
         if names:
             return names
     return fallback
