@@ -2,6 +2,10 @@
 
 Failure handling (SDK retries, timeouts, error surfacing) can only be tested if the
 server fails on demand, deterministically, and only for the requests a test picks.
+
+Public API: :class:`Fault` (also ``rlm_engine.scripted.Fault``), passed to
+``ScriptedServer.inject``. :class:`FaultBook` is the server's own bookkeeping; the server
+consults it on every completion request, so this module ships with it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """Thread-safe request metrics, so tests can check what the server really saw.
 
 Lets a test assert "N sub-calls reached the server at concurrency C" and "the tokens the
-engine reported equal the tokens the server counted".
+engine reported equal the tokens the server counted". Public API: every
+:class:`~rlm_engine.scripted.ScriptedServer` records each request it handles into its
+``stats`` (a :class:`ServerStats` of :class:`RequestRecord`; both also exported by
+``rlm_engine.scripted``); the request log of ``python -m rlm_engine.scripted.server``
+(``ScriptedServer.verbose``) is printed from the same records.
 """
 
 from __future__ import annotations

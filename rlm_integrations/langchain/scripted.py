@@ -52,8 +52,9 @@ def to_openai_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 class ScriptedChatModel(BaseChatModel):
     """A deterministic chat model for offline runs (see :mod:`rlm_engine.scripted`).
 
-    ``scripted`` is the model to answer from (rules and skills included); a fresh
-    :class:`ScriptedModel` when omitted. Streaming yields the answer in ``chunk_chars``
+    ``scripted`` is the model to answer from (rules and skills included; for RLMChatModel's
+    tool calls and structured output install :mod:`rlm_engine.scripted.skills.langchain`);
+    a fresh :class:`ScriptedModel` when omitted. Streaming yields the answer in ``chunk_chars``
     pieces so token streams behave like a real provider's.
     """
 
