@@ -5,6 +5,10 @@ sub-calls, build the REPL feedback) and ``check_final`` (final answer or a limit
 only loop logic in the project. ``run`` strings them together for ``RLM.completion``;
 the LangGraph integration calls the same methods from its nodes, and rebuilds a REPL after
 a crash with ``replay`` (recorded sub-call results are served again, not paid again).
+
+The functions REPL code calls on the host (``llm_query``, ``rlm_query``, tools) live in
+``rlm_engine.subcalls``; crash replay in ``rlm_engine.replay``. :class:`RunResources` is
+what one top-level completion shares with its child RLMs.
 """
 
 from __future__ import annotations
@@ -12,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import time
-import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,17 +26,16 @@ from rlm_engine.budget import Budget
 from rlm_engine.clients import LMClient, make_client
 from rlm_engine.environments import Environment, HostFunction, make_environment
 from rlm_engine.parsing import find_code_blocks, find_final, truncate_output
-from rlm_engine.types import CodeBlockResult, Iteration, LMResponse, Message, Status, SubCall
+from rlm_engine.replay import RecordedAnswers, replay_cells
+from rlm_engine.state import RLMResult, RLMState
+from rlm_engine.subcalls import SubCallHost
+from rlm_engine.types import CodeBlockResult, Iteration, LMResponse
 from rlm_engine.usage import Usage, UsageTotals
 
 EventHandler = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
 PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
-_PROMPT_KEEP = 2_000  # characters of a sub-call prompt kept in the trajectory
 _PEEK_SECONDS = 5.0  # how long finish() waits for a REPL variable
-# Sub-calls whose recorded answers replay() serves again. Bound tools are re-run: their
-# results may be any JSON value, while the trajectory keeps only their text.
-_REPLAYABLE = frozenset({"llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched"})
 
 
 @dataclass
@@ -73,94 +73,12 @@ class RLMConfig:
             raise ValueError("max_concurrency must be at least 1")
 
 
-@dataclass
-class RLMState:
-    """All a run needs to continue after a crash. JSON-serializable via ``to_dict``.
+class RunResources:
+    """Resources one top-level completion shares with all its children.
 
-    The root conversation is not stored twice: ``messages()`` rebuilds it from the two
-    opening messages and the iterations.
+    The root and sub clients, the budget over the usage ledger, the sub-call semaphore,
+    the logger and the event handler: a child RLM gets its parent's, never new ones.
     """
-
-    query: str | None
-    context_info: dict[str, Any]
-    system: str
-    first_user: str
-    depth: int = 0
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    iterations: list[Iteration] = field(default_factory=list)
-    pending_response: str | None = None
-    #: Usage and latency of the root call that produced ``pending_response``.
-    pending_usage: dict[str, Any] | None = None
-    final_answer: str | None = None
-    partial_answer: str | None = None
-    status: Status | None = None
-    error: str | None = None
-    started_at: float = field(default_factory=time.time)
-
-    @property
-    def iteration(self) -> int:
-        return len(self.iterations)
-
-    def messages(self) -> list[Message]:
-        msgs: list[Message] = [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": self.first_user},
-        ]
-        for it in self.iterations:
-            msgs.append({"role": "assistant", "content": it.response})
-            if it.feedback:
-                msgs.append({"role": "user", "content": it.feedback})
-        return msgs
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "iterations"}
-        d["iterations"] = [it.to_dict() for it in self.iterations]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RLMState:
-        d = dict(d)
-        d["iterations"] = [Iteration.from_dict(i) for i in d.get("iterations", [])]
-        return cls(**d)
-
-
-@dataclass
-class RLMResult:
-    """The outcome of a completion. ``response`` is None unless ``status == "final"``."""
-
-    response: str | None
-    status: Status
-    usage: Usage
-    iterations: list[Iteration]
-    error: str | None = None
-    partial_answer: str | None = None
-    duration: float = 0.0
-    run_id: str = ""
-    query: str | None = None
-    context_info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def answer(self) -> str | None:
-        """The final answer, else the best partial answer."""
-        return self.response if self.response is not None else self.partial_answer
-
-    def to_dict(self) -> dict[str, Any]:
-        usage = self.usage.to_dict()
-        usage.pop("records", None)
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "response": self.response,
-            "partial_answer": self.partial_answer,
-            "error": self.error,
-            "duration": self.duration,
-            "iterations": len(self.iterations),
-            "usage": usage,
-        }
-
-
-class Shared:
-    """Resources one top-level completion shares with all its children."""
 
     def __init__(
         self,
@@ -209,23 +127,13 @@ class Shared:
             await self.sub_client.aclose()
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def _keep(prompt: str) -> str:
-    if len(prompt) <= _PROMPT_KEEP:
-        return prompt
-    return f"{prompt[:1500]}\n[... {len(prompt) - 2000:,} characters omitted ...]\n{prompt[-500:]}"
-
-
 class RLMSession:
     """One RLM completion at one depth: its state, REPL and access to the shared resources."""
 
     def __init__(
         self,
         config: RLMConfig,
-        shared: Shared,
+        shared: RunResources,
         state: RLMState,
         env: Environment,
         *,
@@ -240,8 +148,9 @@ class RLMSession:
         self.root_model = root_model
         self.depth = state.depth
         self.totals = UsageTotals()  # everything this session and its children used
-        self._block_calls: list[SubCall] | None = None
-        self._replay: dict[tuple[str, str], deque[str]] = {}
+        self._recorded = RecordedAnswers()  # filled only while replay() runs
+        # ``run`` is handed in because subcalls.py cannot import this module (it imports it).
+        self.subcalls = SubCallHost(self, self._recorded, run_child=run)
         self._started = time.perf_counter()
         self._closed = False
 
@@ -253,7 +162,7 @@ class RLMSession:
         context: Any,
         query: str | None = None,
         *,
-        shared: Shared | None = None,
+        shared: RunResources | None = None,
         depth: int = 0,
         root_model: str | None = None,
         state: RLMState | None = None,
@@ -265,7 +174,7 @@ class RLMSession:
         Pass ``state`` to continue a run whose process died; call ``replay()`` afterwards to
         rebuild the REPL variables.
         """
-        shared = shared or Shared(config, logger=logger, on_event=on_event)
+        shared = shared or RunResources(config, logger=logger, on_event=on_event)
         root_client = shared.root_client if depth == 0 else shared.sub_client
         if state is None:
             info = prompts.describe_context(context)
@@ -286,7 +195,7 @@ class RLMSession:
         session = cls(config, shared, state, env, root_client=root_client, root_model=root_model)
         try:
             setup = config.repl_setup if depth == 0 else None  # children hold other contexts
-            await env.start(context, session.host_functions(), setup=setup)
+            await env.start(context, session.subcalls.functions(), setup=setup)
         except BaseException:
             await env.close()
             raise
@@ -294,16 +203,28 @@ class RLMSession:
             shared.logger.start_run(session)
         return session
 
-    def host_functions(self) -> dict[str, HostFunction]:
-        fns = {
-            "llm_query": HostFunction("llm_query", self._llm_query),
-            "llm_query_batched": HostFunction("llm_query_batched", self._llm_query_batched),
-            "rlm_query": HostFunction("rlm_query", self._rlm_query),
-            "rlm_query_batched": HostFunction("rlm_query_batched", self._rlm_query_batched),
-        }
-        for name, tool in self.config.tools.items():
-            fns[name] = HostFunction(name, self._tool_wrapper(name, tool), tool.doc)
-        return fns
+    async def open_child(self, context: Any, query: str | None, model: str | None) -> RLMSession:
+        """A child session one level deeper, for ``rlm_query``; it shares this run's resources."""
+        return await RLMSession.open(
+            self.config,
+            context,
+            query,
+            shared=self.shared,
+            depth=self.depth + 1,
+            root_model=model,
+        )
+
+    def record_usage(self, resp: LMResponse, role: str, depth: int | None = None) -> None:
+        """Count one LM call in the run's ledger and in this session's totals."""
+        self.shared.usage.record(
+            model=resp.model,
+            depth=self.depth if depth is None else depth,
+            role=role,  # type: ignore[arg-type]
+            input_tokens=resp.input_tokens,
+            output_tokens=resp.output_tokens,
+            cost=resp.cost,
+        )
+        self.totals.add(resp.input_tokens, resp.output_tokens, resp.cost)
 
     # -- step 1: generate -----------------------------------------------------------------
     async def generate(self) -> str | None:
@@ -334,7 +255,7 @@ class RLMSession:
             st.status = "error"
             st.error = f"Root LM call failed after retries: {type(e).__name__}: {e}"
             return None
-        self._record(resp, role="root")
+        self.record_usage(resp, role="root")
         st.pending_response = resp.text
         st.pending_usage = {
             "input_tokens": resp.input_tokens,
@@ -362,67 +283,82 @@ class RLMSession:
         started = time.perf_counter()
         index = st.iteration + 1
         meta = st.pending_usage or {}
-        blocks: list[CodeBlockResult] = []
-        final: str | None = None
-        for code in find_code_blocks(response):
-            result = await self._run_block(code, index)
-            blocks.append(result)
-            if result.final is not None:
-                final = result.final
-                break  # the answer is decided; later blocks would only cost time
-        # Each block is capped, and so is their sum: the limit is per turn, not per block.
-        outputs = "\n\n".join(self._block_feedback(i, b) for i, b in enumerate(blocks, 1))
-        feedback_parts = [truncate_output(outputs, self.config.max_output_chars)] if blocks else []
+        blocks, final = await self._run_blocks(response, index)
+        note = None
         if final is None:
-            directive = find_final(response)
-            if directive is not None and directive.kind == "FINAL":
-                final = directive.value
-            elif directive is not None:
-                found, value = await self.env.get_variable(directive.value)
-                if found:
-                    final = value
-                else:
-                    variables = await self.env.list_variables()
-                    feedback_parts.append(
-                        prompts.missing_variable_message(directive.value, variables)
-                    )
-            elif not blocks:
-                feedback_parts.append(prompts.NO_CODE_MESSAGE)
-        remaining = self.config.max_iterations - index
-        feedback = (
-            "" if final is not None else prompts.repl_feedback(feedback_parts, index, remaining)
-        )
+            final, note = await self._final_directive(response, blocks)
         it = Iteration(
             index=index,
             response=response,
             code_blocks=blocks,
             final_answer=final,
-            feedback=feedback,
+            feedback="" if final is not None else self._feedback(blocks, note, index),
             input_tokens=meta.get("input_tokens", 0),
             output_tokens=meta.get("output_tokens", 0),
             cost=meta.get("cost"),
             root_latency=meta.get("latency", 0.0),
             duration=time.perf_counter() - started,
         )
+        self._append_iteration(it)
+        return it
+
+    async def _run_blocks(
+        self, response: str, index: int
+    ) -> tuple[list[CodeBlockResult], str | None]:
+        """Run the response's code blocks in order; stop at the first that sets an answer."""
+        blocks: list[CodeBlockResult] = []
+        for code in find_code_blocks(response):
+            result = await self._run_block(code, index)
+            blocks.append(result)
+            if result.final is not None:
+                # The answer is decided; later blocks would only cost time.
+                return blocks, result.final
+        return blocks, None
+
+    async def _final_directive(
+        self, response: str, blocks: list[CodeBlockResult]
+    ) -> tuple[str | None, str | None]:
+        """The answer a FINAL / FINAL_VAR in the response gives, else a note for the model."""
+        directive = find_final(response)
+        if directive is not None and directive.kind == "FINAL":
+            return directive.value, None
+        if directive is not None:
+            found, value = await self.env.get_variable(directive.value)
+            if found:
+                return value, None
+            variables = await self.env.list_variables()
+            return None, prompts.missing_variable_message(directive.value, variables)
+        if not blocks:
+            return None, prompts.NO_CODE_MESSAGE
+        return None, None
+
+    def _feedback(self, blocks: list[CodeBlockResult], note: str | None, index: int) -> str:
+        """The next user turn: the blocks' capped output, a note, and the turns left."""
+        # Each block is capped, and so is their sum: the limit is per turn, not per block.
+        outputs = "\n\n".join(self._block_feedback(i, b) for i, b in enumerate(blocks, 1))
+        feedback_parts = [truncate_output(outputs, self.config.max_output_chars)] if blocks else []
+        if note is not None:
+            feedback_parts.append(note)
+        remaining = self.config.max_iterations - index
+        return prompts.repl_feedback(feedback_parts, index, remaining)
+
+    def _append_iteration(self, it: Iteration) -> None:
+        """Add a finished iteration to the state, the run log and the event stream."""
+        st = self.state
         st.iterations.append(it)
         st.pending_response = st.pending_usage = None
-        if final is not None:
-            st.final_answer = final
+        if it.final_answer is not None:
+            st.final_answer = it.final_answer
         if self.depth == 0 and self.shared.logger is not None:
             self.shared.logger.log_iteration(it, self.state)
         self.shared.emit(
-            "iteration_end", depth=self.depth, iteration=index, final=final is not None
+            "iteration_end", depth=self.depth, iteration=it.index, final=it.final_answer is not None
         )
-        return it
 
     async def _run_block(self, code: str, index: int) -> CodeBlockResult:
         self.shared.emit("code_start", depth=self.depth, iteration=index, code=code)
-        calls: list[SubCall] = []
-        self._block_calls = calls
-        try:
+        with self.subcalls.collecting() as calls:
             r = await self.env.execute(code, timeout=self.shared.budget.clamp(self.env.timeout))
-        finally:
-            self._block_calls = None
         limit = self.config.max_output_chars
         result = CodeBlockResult(
             code=code,
@@ -522,7 +458,7 @@ class RLMSession:
             except Exception:
                 resp = None
             if resp is not None:
-                self._record(resp, role="root")
+                self.record_usage(resp, role="root")
                 directive = find_final(resp.text)
                 if directive and directive.kind == "FINAL":
                     return directive.value
@@ -585,220 +521,7 @@ class RLMSession:
     # -- crash recovery ------------------------------------------------------------------
     async def replay(self) -> None:
         """Rebuild REPL variables by re-running recorded cells with recorded sub-call answers."""
-        self._replay = {}
-        for it in self.state.iterations:
-            for block in it.code_blocks:
-                for call in block.subcalls:
-                    if call.error is None and call.function in _REPLAYABLE:
-                        # Not keyed by model: ``call.model`` holds the model that answered,
-                        # while the code asks with the name it passed (usually None).
-                        key = (self._kind(call.function), call.prompt_sha)
-                        self._replay.setdefault(key, deque()).append(call.response)
-        try:
-            for it in self.state.iterations:
-                for block in it.code_blocks:
-                    await self.env.execute(block.code)
-        finally:
-            self._replay = {}
-
-    @staticmethod
-    def _kind(function: str) -> str:
-        return "rlm" if function.startswith("rlm") else "llm"
-
-    def _replayed(self, function: str, model: str | None, sha: str) -> str | None:
-        q = self._replay.get((self._kind(function), sha))
-        return q.popleft() if q else None
-
-    # -- sub-calls (host functions) ---------------------------------------------------------
-    def _record(self, resp: LMResponse, role: str, depth: int | None = None) -> None:
-        self.shared.usage.record(
-            model=resp.model,
-            depth=self.depth if depth is None else depth,
-            role=role,  # type: ignore[arg-type]
-            input_tokens=resp.input_tokens,
-            output_tokens=resp.output_tokens,
-            cost=resp.cost,
-        )
-        self.totals.add(resp.input_tokens, resp.output_tokens, resp.cost)
-
-    def _log_call(self, call: SubCall) -> None:
-        if self._block_calls is not None:
-            self._block_calls.append(call)
-        self.shared.emit(
-            "subcall_end",
-            depth=self.depth,
-            function=call.function,
-            model=call.model,
-            prompt=call.prompt[:200],
-            response=call.response[:200],
-            error=call.error,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            latency=call.latency,
-            replayed=call.replayed,
-        )
-
-    def _new_call(
-        self, function: str, prompt: str, model: str | None, key_text: str
-    ) -> tuple[SubCall, str | None]:
-        """The record of a sub-call, and its recorded answer when a crashed run is replayed."""
-        call = SubCall(
-            function=function,
-            prompt=_keep(prompt),
-            response="",
-            model=model,
-            depth=self.depth + 1,
-            prompt_chars=len(prompt),
-            prompt_sha=_sha(key_text),
-        )
-        replayed = self._replayed(function, model, call.prompt_sha)
-        if replayed is not None:
-            call.response, call.replayed = replayed, True
-            self._log_call(call)
-        return call, replayed
-
-    async def _llm_query(self, prompt: Any, model: str | None = None) -> str:
-        return await self._sub_llm(prompt, model, "llm_query")
-
-    async def _llm_query_batched(self, prompts_: Any, model: str | None = None) -> list[str]:
-        if isinstance(prompts_, str) or not hasattr(prompts_, "__iter__"):
-            return [await self._sub_llm(prompts_, model, "llm_query_batched")]
-        return list(
-            await asyncio.gather(*(self._sub_llm(p, model, "llm_query_batched") for p in prompts_))
-        )
-
-    async def _sub_llm(self, prompt: Any, model: str | None, function: str) -> str:
-        prompt = prompt if isinstance(prompt, str) else str(prompt)
-        call, replayed = self._new_call(function, prompt, model, prompt)
-        if replayed is not None:
-            return replayed
-        self.shared.emit("subcall_start", depth=self.depth, function=function)
-        reason = self.shared.budget.reserve()
-        if reason:
-            call.error = call.response = (
-                f"Error: budget exhausted ({reason}); this sub-call was not made. "
-                "Finish with what you have: FINAL(answer)."
-            )
-            self._log_call(call)
-            return call.response
-        started = time.perf_counter()
-        try:
-            async with self.shared.semaphore:
-                resp = await self.shared.sub_client.acomplete(
-                    [{"role": "user", "content": prompt}],
-                    model=model,
-                    timeout=self.shared.budget.clamp(None),
-                )
-        except Exception as e:
-            call.error = call.response = f"Error: {function} failed: {type(e).__name__}: {e}"
-        else:
-            self._record(resp, role="sub", depth=self.depth + 1)
-            call.response, call.model = resp.text, resp.model
-            call.input_tokens, call.output_tokens, call.cost = (
-                resp.input_tokens,
-                resp.output_tokens,
-                resp.cost,
-            )
-        call.latency = time.perf_counter() - started
-        self._log_call(call)
-        return call.response
-
-    async def _rlm_query(self, prompt: Any, context: Any = None, model: str | None = None) -> str:
-        return await self._sub_rlm(prompt, context, model, "rlm_query")
-
-    async def _rlm_query_batched(
-        self, prompts_: Any, contexts: Any = None, model: str | None = None
-    ) -> list[str]:
-        prompts_ = [prompts_] if isinstance(prompts_, str) else list(prompts_)
-        ctxs = list(contexts) if contexts is not None else [None] * len(prompts_)
-        if len(ctxs) != len(prompts_):
-            raise ValueError("rlm_query_batched: contexts must have one entry per prompt")
-        return list(
-            await asyncio.gather(
-                *(
-                    self._sub_rlm(p, c, model, "rlm_query_batched")
-                    for p, c in zip(prompts_, ctxs, strict=True)
-                )
-            )
-        )
-
-    async def _sub_rlm(self, prompt: Any, context: Any, model: str | None, function: str) -> str:
-        prompt = prompt if isinstance(prompt, str) else str(prompt)
-        if self.depth + 1 >= self.config.max_depth:
-            # At the depth limit a recursive call is a plain LM call (the paper's semantics).
-            text = prompt if context is None else f"{prompt}\n\n{context}"
-            return await self._sub_llm(text, model, function)
-        key_text = prompt if context is None else f"{prompt}\x00{context!r}"
-        call, replayed = self._new_call(function, prompt, model, key_text)
-        if replayed is not None:
-            return replayed
-        self.shared.emit("subcall_start", depth=self.depth, function=function)
-        started = time.perf_counter()
-        child_context = prompt if context is None else context
-        child_query = None if context is None else prompt
-        try:
-            child = await RLMSession.open(
-                self.config,
-                child_context,
-                child_query,
-                shared=self.shared,
-                depth=self.depth + 1,
-                root_model=model,
-            )
-        except Exception as e:
-            call.error = call.response = f"Error: {function} could not start a child RLM: {e}"
-            self._log_call(call)
-            return call.response
-        try:
-            result = await run(child)
-        finally:
-            await child.close()
-        self.totals.calls += child.totals.calls
-        self.totals.input_tokens += child.totals.input_tokens
-        self.totals.output_tokens += child.totals.output_tokens
-        if child.totals.cost is not None:
-            self.totals.cost = (self.totals.cost or 0.0) + child.totals.cost
-        call.input_tokens, call.output_tokens, call.cost = (
-            child.totals.input_tokens,
-            child.totals.output_tokens,
-            child.totals.cost,
-        )
-        call.children = [it.to_dict() for it in child.state.iterations]
-        call.latency = time.perf_counter() - started
-        if result.status == "final" and result.response is not None:
-            call.response = result.response
-        else:
-            call.error = (
-                f"child RLM ended with status {result.status}: {result.error or ''}".strip()
-            )
-            call.response = result.answer or f"Error: {call.error}"
-        self._log_call(call)
-        return call.response
-
-    def _tool_wrapper(self, name: str, tool: HostFunction) -> Callable[..., Any]:
-        async def call_tool(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            call = SubCall(
-                function=name,
-                prompt=_keep(repr((args, kwargs))),
-                response="",
-                depth=self.depth,
-                prompt_chars=0,
-                prompt_sha="",
-            )
-            try:
-                value = await tool.fn(*args, **kwargs)
-            except Exception as e:
-                call.error = f"{type(e).__name__}: {e}"
-                call.latency = time.perf_counter() - started
-                self._log_call(call)
-                raise
-            call.response = _keep(str(value))
-            call.latency = time.perf_counter() - started
-            self._log_call(call)
-            return value
-
-        return call_tool
+        await replay_cells(self.env, self.state.iterations, self._recorded)
 
 
 async def run(session: RLMSession) -> RLMResult:
@@ -808,3 +531,7 @@ async def run(session: RLMSession) -> RLMResult:
         if response is not None:
             await session.within_deadline(session.execute(response))
     return await session.finish()
+
+
+# temporary alias, removed once rlm.py/chat_model.py/dspy module are migrated
+Shared = RunResources

@@ -16,6 +16,8 @@ Role = Literal["root", "sub"]
 
 @dataclass
 class UsageTotals:
+    """Call, token and cost counts of a set of LM calls."""
+
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -26,11 +28,20 @@ class UsageTotals:
         return self.input_tokens + self.output_tokens
 
     def add(self, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+        """Count one LM call."""
         self.calls += 1
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
+
+    def absorb(self, other: UsageTotals) -> None:
+        """Count every call ``other`` counted (e.g. a child RLM's totals into its parent's)."""
+        self.calls += other.calls
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        if other.cost is not None:
+            self.cost = (self.cost or 0.0) + other.cost
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from langgraph.types import Overwrite
 
-from rlm_engine.session import EventHandler, RLMConfig, RLMSession, RLMState, Shared
+from rlm_engine.session import EventHandler, RLMConfig, RLMSession, RLMState, RunResources
 from rlm_engine.usage import Usage
 
 T = TypeVar("T")
@@ -146,7 +146,7 @@ class SessionRegistry:
         old = state.get("run_id")
         if old:
             await self.discard(old)
-        shared = Shared(config, logger=logger)
+        shared = RunResources(config, logger=logger)
         try:
             session = await RLMSession.open(
                 config, state["context"], state.get("query"), shared=shared
@@ -214,7 +214,7 @@ class SessionRegistry:
         for key in SCALAR_KEYS:
             data[key] = state.get(key)
         rlm_state = RLMState.from_dict(data)
-        shared = Shared(config, logger=logger, on_event=on_event)
+        shared = RunResources(config, logger=logger, on_event=on_event)
         rows = list(state.get("usage_records") or [])
         shared.usage.records.extend(Usage.from_dict({"records": rows}).records)
         shared.budget.calls_started = len(rows)

@@ -1,0 +1,255 @@
+"""The functions REPL code calls on the host: sub-LM calls, child RLMs and bound tools.
+
+Every call is recorded as a ``SubCall`` in the trajectory of the code block that made it,
+counted in the run's usage and the session's totals, reported as progress events, and,
+while a crashed run is replayed, answered from the recording instead of a model. Kept out
+of ``rlm_engine.session`` so that module holds only the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from rlm_engine.environments import HostFunction
+from rlm_engine.replay import RecordedAnswers
+from rlm_engine.types import SubCall
+
+if TYPE_CHECKING:  # session.py imports this module, so these names are for type hints only
+    from rlm_engine.session import RLMConfig, RLMResult, RLMSession, RunResources
+
+#: Runs a child session to its end: ``rlm_engine.session.run``, handed in by the session.
+RunChild = Callable[["RLMSession"], Awaitable["RLMResult"]]
+
+_PROMPT_KEEP = 2_000  # characters of a sub-call prompt kept in the trajectory
+_KEEP_HEAD = 1_500  # of which from the start of the prompt; the rest from its end
+_KEEP_TAIL = _PROMPT_KEEP - _KEEP_HEAD
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _keep(prompt: str) -> str:
+    if len(prompt) <= _PROMPT_KEEP:
+        return prompt
+    omitted = len(prompt) - _PROMPT_KEEP
+    return (
+        f"{prompt[:_KEEP_HEAD]}\n[... {omitted:,} characters omitted ...]\n{prompt[-_KEEP_TAIL:]}"
+    )
+
+
+class SubCallHost:
+    """The host functions of one session's REPL, and the record of the calls they answer."""
+
+    def __init__(self, session: RLMSession, recorded: RecordedAnswers, run_child: RunChild) -> None:
+        self._session = session
+        self._recorded = recorded
+        self._run_child = run_child
+        self.depth = session.depth
+        self._block_calls: list[SubCall] | None = None
+
+    @property
+    def config(self) -> RLMConfig:
+        return self._session.config  # read each time: ``continue_with`` may replace it
+
+    @property
+    def shared(self) -> RunResources:
+        return self._session.shared
+
+    def functions(self) -> dict[str, HostFunction]:
+        """Everything the REPL can call on the host, by name."""
+        fns = {
+            "llm_query": HostFunction("llm_query", self._llm_query),
+            "llm_query_batched": HostFunction("llm_query_batched", self._llm_query_batched),
+            "rlm_query": HostFunction("rlm_query", self._rlm_query),
+            "rlm_query_batched": HostFunction("rlm_query_batched", self._rlm_query_batched),
+        }
+        for name, tool in self.config.tools.items():
+            fns[name] = HostFunction(name, self._tool_wrapper(name, tool), tool.doc)
+        return fns
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[SubCall]]:
+        """Collect the calls made while one code block runs, into the yielded list."""
+        calls: list[SubCall] = []
+        self._block_calls = calls
+        try:
+            yield calls
+        finally:
+            self._block_calls = None
+
+    def _log_call(self, call: SubCall) -> None:
+        if self._block_calls is not None:
+            self._block_calls.append(call)
+        self.shared.emit(
+            "subcall_end",
+            depth=self.depth,
+            function=call.function,
+            model=call.model,
+            prompt=call.prompt[:200],
+            response=call.response[:200],
+            error=call.error,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            latency=call.latency,
+            replayed=call.replayed,
+        )
+
+    def _new_call(
+        self, function: str, prompt: str, model: str | None, key_text: str
+    ) -> tuple[SubCall, str | None]:
+        """The record of a sub-call, and its recorded answer when a crashed run is replayed."""
+        call = SubCall(
+            function=function,
+            prompt=_keep(prompt),
+            response="",
+            model=model,
+            depth=self.depth + 1,
+            prompt_chars=len(prompt),
+            prompt_sha=_sha(key_text),
+        )
+        replayed = self._recorded.take(function, call.prompt_sha)
+        if replayed is not None:
+            call.response, call.replayed = replayed, True
+            self._log_call(call)
+        return call, replayed
+
+    # -- llm_query: one plain LM call per prompt ----------------------------------------
+    async def _llm_query(self, prompt: Any, model: str | None = None) -> str:
+        return await self._sub_llm(prompt, model, "llm_query")
+
+    async def _llm_query_batched(self, prompts_: Any, model: str | None = None) -> list[str]:
+        if isinstance(prompts_, str) or not hasattr(prompts_, "__iter__"):
+            return [await self._sub_llm(prompts_, model, "llm_query_batched")]
+        return list(
+            await asyncio.gather(*(self._sub_llm(p, model, "llm_query_batched") for p in prompts_))
+        )
+
+    async def _sub_llm(self, prompt: Any, model: str | None, function: str) -> str:
+        prompt = prompt if isinstance(prompt, str) else str(prompt)
+        call, replayed = self._new_call(function, prompt, model, prompt)
+        if replayed is not None:
+            return replayed
+        self.shared.emit("subcall_start", depth=self.depth, function=function)
+        reason = self.shared.budget.reserve()
+        if reason:
+            call.error = call.response = (
+                f"Error: budget exhausted ({reason}); this sub-call was not made. "
+                "Finish with what you have: FINAL(answer)."
+            )
+            self._log_call(call)
+            return call.response
+        started = time.perf_counter()
+        try:
+            async with self.shared.semaphore:
+                resp = await self.shared.sub_client.acomplete(
+                    [{"role": "user", "content": prompt}],
+                    model=model,
+                    timeout=self.shared.budget.clamp(None),
+                )
+        except Exception as e:
+            call.error = call.response = f"Error: {function} failed: {type(e).__name__}: {e}"
+        else:
+            self._session.record_usage(resp, role="sub", depth=self.depth + 1)
+            call.response, call.model = resp.text, resp.model
+            call.input_tokens, call.output_tokens, call.cost = (
+                resp.input_tokens,
+                resp.output_tokens,
+                resp.cost,
+            )
+        call.latency = time.perf_counter() - started
+        self._log_call(call)
+        return call.response
+
+    # -- rlm_query: a child RLM per prompt, a plain LM call at the depth limit -------------
+    async def _rlm_query(self, prompt: Any, context: Any = None, model: str | None = None) -> str:
+        return await self._sub_rlm(prompt, context, model, "rlm_query")
+
+    async def _rlm_query_batched(
+        self, prompts_: Any, contexts: Any = None, model: str | None = None
+    ) -> list[str]:
+        prompts_ = [prompts_] if isinstance(prompts_, str) else list(prompts_)
+        ctxs = list(contexts) if contexts is not None else [None] * len(prompts_)
+        if len(ctxs) != len(prompts_):
+            raise ValueError("rlm_query_batched: contexts must have one entry per prompt")
+        return list(
+            await asyncio.gather(
+                *(
+                    self._sub_rlm(p, c, model, "rlm_query_batched")
+                    for p, c in zip(prompts_, ctxs, strict=True)
+                )
+            )
+        )
+
+    async def _sub_rlm(self, prompt: Any, context: Any, model: str | None, function: str) -> str:
+        prompt = prompt if isinstance(prompt, str) else str(prompt)
+        if self.depth + 1 >= self.config.max_depth:
+            # At the depth limit a recursive call is a plain LM call (the paper's semantics).
+            text = prompt if context is None else f"{prompt}\n\n{context}"
+            return await self._sub_llm(text, model, function)
+        key_text = prompt if context is None else f"{prompt}\x00{context!r}"
+        call, replayed = self._new_call(function, prompt, model, key_text)
+        if replayed is not None:
+            return replayed
+        self.shared.emit("subcall_start", depth=self.depth, function=function)
+        started = time.perf_counter()
+        child_context = prompt if context is None else context
+        child_query = None if context is None else prompt
+        try:
+            child = await self._session.open_child(child_context, child_query, model)
+        except Exception as e:
+            call.error = call.response = f"Error: {function} could not start a child RLM: {e}"
+            self._log_call(call)
+            return call.response
+        try:
+            result = await self._run_child(child)
+        finally:
+            await child.close()
+        self._session.totals.absorb(child.totals)
+        call.input_tokens, call.output_tokens, call.cost = (
+            child.totals.input_tokens,
+            child.totals.output_tokens,
+            child.totals.cost,
+        )
+        call.children = [it.to_dict() for it in child.state.iterations]
+        call.latency = time.perf_counter() - started
+        if result.status == "final" and result.response is not None:
+            call.response = result.response
+        else:
+            call.error = (
+                f"child RLM ended with status {result.status}: {result.error or ''}".strip()
+            )
+            call.response = result.answer or f"Error: {call.error}"
+        self._log_call(call)
+        return call.response
+
+    # -- bound tools -----------------------------------------------------------------------
+    def _tool_wrapper(self, name: str, tool: HostFunction) -> Callable[..., Any]:
+        async def call_tool(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            call = SubCall(
+                function=name,
+                prompt=_keep(repr((args, kwargs))),
+                response="",
+                depth=self.depth,
+                prompt_chars=0,
+                prompt_sha="",
+            )
+            try:
+                value = await tool.fn(*args, **kwargs)
+            except Exception as e:
+                call.error = f"{type(e).__name__}: {e}"
+                call.latency = time.perf_counter() - started
+                self._log_call(call)
+                raise
+            call.response = _keep(str(value))
+            call.latency = time.perf_counter() - started
+            self._log_call(call)
+            return value
+
+        return call_tool
