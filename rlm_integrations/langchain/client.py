@@ -34,7 +34,12 @@ _MODEL_FIELDS = ("model_name", "model", "model_id", "deployment_name", "repo_id"
 
 
 def model_name_of(chat_model: Any) -> str:
-    """The model identifier a chat model reports, else its ``_llm_type``."""
+    """The model identifier a chat model reports, else its ``_llm_type``.
+
+    ``_llm_type`` is the property every ``BaseChatModel`` implements to name its kind (it
+    is protected, not private: subclasses must define it); it is read with ``getattr``
+    so a model without it falls back to its class name.
+    """
     for attr in _MODEL_FIELDS:
         value = getattr(chat_model, attr, None)
         if isinstance(value, str) and value:

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph._internal._runnable import RunnableCallable
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import StateGraph
 
 from rlm_integrations.langgraph.graph import build_rlm_graph, recursion_limit_for
 
 
-class RLMNode(RunnableCallable):
+class RLMNode(RunnableLambda):
     """Add with ``builder.add_node("rlm", RLMNode(backend=..., ...))``.
 
     Args:

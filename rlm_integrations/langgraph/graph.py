@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from langgraph._internal._runnable import RunnableCallable
+from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
@@ -129,13 +129,13 @@ def build_rlm_graph(
     graph.recursion_limit = recursion_limit_for(max_iterations)
     graph.add_node(
         "generate",
-        RunnableCallable(steps.generate, steps.agenerate, name="generate"),
+        RunnableLambda(steps.generate, steps.agenerate, name="generate"),
         retry_policy=policy,
     )
-    graph.add_node("execute", RunnableCallable(steps.execute, steps.aexecute, name="execute"))
+    graph.add_node("execute", RunnableLambda(steps.execute, steps.aexecute, name="execute"))
     graph.add_node(
         "check_final",
-        RunnableCallable(steps.check_final, steps.acheck_final, name="check_final"),
+        RunnableLambda(steps.check_final, steps.acheck_final, name="check_final"),
     )
     graph.add_edge(START, "generate")
     graph.add_conditional_edges(

@@ -15,14 +15,21 @@ import copy
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from langgraph._internal._typing import MISSING
-from langgraph.channels.delta import DeltaChannel
+from langgraph.channels import DeltaChannel
 from typing_extensions import TypedDict
 
 
 def keep_last(_state: Any, writes: Sequence[Any]) -> Any:
     """Reducer of write-once keys: the newest write wins (batching-invariant)."""
     return writes[-1]
+
+
+#: LangGraph's "no value" sentinel: what an empty channel checkpoints, and what LangGraph
+#: passes to ``from_checkpoint`` for a channel the checkpoint does not hold. Its home is
+#: private (``langgraph._internal._typing.MISSING``), so it is not imported: the public
+#: ``DeltaChannel.checkpoint()`` is documented to always return it.
+#: ``tests/langgraph/test_lg_upstream.py`` pins that this is LangGraph's sentinel.
+MISSING: Any = DeltaChannel(keep_last).checkpoint()
 
 
 def append_items(state: list[Any] | None, writes: Sequence[list[Any]]) -> list[Any]:
@@ -38,6 +45,9 @@ class WriteOnceChannel(DeltaChannel):
 
     ``DeltaChannel`` starts empty as ``typ()``, which fails for ``Any`` and would turn a
     missing context into ``""``; this channel stays unset until the first write.
+    ``DeltaChannel`` is beta in LangGraph, and no public hook does this, so the class
+    overrides its channel methods; ``tests/langgraph/test_lg_upstream.py`` pins what it
+    relies on (the constructor LangGraph re-creates channels with, the empty sentinel).
     """
 
     def __init__(
@@ -57,7 +67,7 @@ class WriteOnceChannel(DeltaChannel):
     def copy(self) -> WriteOnceChannel:
         new = WriteOnceChannel(keep_last, self.typ, snapshot_frequency=self.snapshot_frequency)
         new.key = self.key
-        new.value = self.value if self.value is MISSING else copy.copy(self.value)
+        new.value = copy.copy(self.value) if self.is_available() else self.value
         return new
 
     def from_checkpoint(self, checkpoint: Any) -> WriteOnceChannel:
@@ -73,7 +83,7 @@ class WriteOnceChannel(DeltaChannel):
     def update(self, values: Sequence[Any]) -> bool:
         if not values:
             return False
-        if self.value is MISSING:
+        if not self.is_available():
             self.value = keep_last(None, list(values))
             return True
         return super().update(values)

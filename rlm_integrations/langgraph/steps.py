@@ -20,7 +20,7 @@ import contextvars
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from langgraph.runtime import Runtime
+from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Overwrite, interrupt
 
 from rlm_engine.session import EventHandler, RLMConfig, RLMSession
@@ -61,25 +61,29 @@ class RLMSteps:
         self.max_attempts = max_attempts
 
     # -- node entry points (sync and async share the step coroutines) --------------------
-    def generate(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+    # Plain functions of the state, wrapped as ``RunnableLambda(sync, async)`` nodes; the
+    # LangGraph runtime (stream writer, attempt number) comes from ``get_runtime()``.
+    def generate(self, state: RLMGraphState) -> dict[str, Any]:
+        runtime = get_runtime()
         return run_blocking(self._generate(state, self._emitter(runtime), _attempt(runtime)))
 
-    async def agenerate(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+    async def agenerate(self, state: RLMGraphState) -> dict[str, Any]:
+        runtime = get_runtime()
         return await run_async(self._generate(state, self._emitter(runtime), _attempt(runtime)))
 
-    def execute(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+    def execute(self, state: RLMGraphState) -> dict[str, Any]:
         state = self._reviewed(state)
-        return run_blocking(self._execute(state, self._emitter(runtime)))
+        return run_blocking(self._execute(state, self._emitter(get_runtime())))
 
-    async def aexecute(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
+    async def aexecute(self, state: RLMGraphState) -> dict[str, Any]:
         state = self._reviewed(state)
-        return await run_async(self._execute(state, self._emitter(runtime)))
+        return await run_async(self._execute(state, self._emitter(get_runtime())))
 
-    def check_final(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
-        return run_blocking(self._check_final(state, self._emitter(runtime)))
+    def check_final(self, state: RLMGraphState) -> dict[str, Any]:
+        return run_blocking(self._check_final(state, self._emitter(get_runtime())))
 
-    async def acheck_final(self, state: RLMGraphState, runtime: Runtime) -> dict[str, Any]:
-        return await run_async(self._check_final(state, self._emitter(runtime)))
+    async def acheck_final(self, state: RLMGraphState) -> dict[str, Any]:
+        return await run_async(self._check_final(state, self._emitter(get_runtime())))
 
     # -- helpers that must run in the node's own context ---------------------------------
     def _emitter(self, runtime: Runtime) -> EventHandler:
