@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import anthropic
+from anthropic.types import Message as AnthropicMessage
 
-from rlm_engine.clients.base import LMClient, compute_cost, price_for, shared_ssl_context
+from rlm_engine.clients.base import (
+    LMClient,
+    Pricing,
+    compute_cost,
+    price_for,
+    shared_ssl_context,
+)
 from rlm_engine.types import LMResponse, Message
+
+if TYPE_CHECKING:
+    import httpx2  # the SDK's HTTP library
 
 
 def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
@@ -25,6 +35,15 @@ def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
     return system, turns
 
 
+class _SDKOptions(TypedDict):
+    """What the async and the sync SDK client share."""
+
+    api_key: str
+    base_url: str | None
+    max_retries: int
+    timeout: float
+
+
 class AnthropicClient(LMClient):
     def __init__(
         self,
@@ -35,12 +54,12 @@ class AnthropicClient(LMClient):
         max_tokens: int = 8192,
         max_retries: int = 3,
         timeout: float = 600.0,
-        pricing: Any = None,
+        pricing: Pricing | None = None,
         context_chars: int | None = None,
-        http_client: Any = None,
+        http_client: httpx2.AsyncClient | None = None,
         **completion_kwargs: Any,
     ) -> None:
-        common = {
+        common: _SDKOptions = {
             "api_key": api_key or os.environ.get("ANTHROPIC_API_KEY") or "not-needed",
             "base_url": base_url or os.environ.get("ANTHROPIC_BASE_URL"),
             "max_retries": max_retries,
@@ -86,7 +105,7 @@ class AnthropicClient(LMClient):
             kw["timeout"] = timeout
         return kw
 
-    def _to_response(self, msg: Any, model: str) -> LMResponse:
+    def _to_response(self, msg: AnthropicMessage, model: str) -> LMResponse:
         text = "".join(getattr(b, "text", "") for b in msg.content if b.type == "text")
         u = msg.usage
         inp = (

@@ -11,9 +11,13 @@ import functools
 import os
 import ssl
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 from rlm_engine.types import LMResponse, Message
+
+#: USD per 1M tokens: ``(input, output)`` or ``{"input": ..., "output": ...}``.
+Pricing: TypeAlias = Sequence[float] | dict[str, float]
 
 # USD per 1M tokens (input, output); users can pass backend_kwargs={"pricing": (in, out)}.
 KNOWN_PRICES: dict[str, tuple[float, float]] = {
@@ -48,7 +52,7 @@ def shared_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def price_for(model: str, pricing: Any = None) -> tuple[float, float] | None:
+def price_for(model: str, pricing: Pricing | None = None) -> tuple[float, float] | None:
     """Per-1M-token prices: explicit ``pricing`` wins, else the longest known prefix."""
     if pricing is not None:
         if isinstance(pricing, dict):

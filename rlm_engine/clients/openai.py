@@ -12,13 +12,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import openai
 from openai.types.chat import ChatCompletion
 
-from rlm_engine.clients.base import LMClient, compute_cost, price_for, shared_ssl_context
+from rlm_engine.clients.base import (
+    LMClient,
+    Pricing,
+    compute_cost,
+    price_for,
+    shared_ssl_context,
+)
 from rlm_engine.types import LMResponse, Message
+
+if TYPE_CHECKING:
+    import httpx2  # the SDK's HTTP library
 
 DEFAULT_LOCAL_URL = "http://localhost:8080/v1"
 DEFAULT_OPENAI_MODEL = "gpt-5-mini"
@@ -36,6 +46,16 @@ def resolve_base_url(base_url: str | None, api_key: str | None = None) -> str | 
     return None if (api_key or os.environ.get("OPENAI_API_KEY")) else DEFAULT_LOCAL_URL
 
 
+class _SDKOptions(TypedDict):
+    """What the async and the sync SDK client share."""
+
+    api_key: str
+    base_url: str | None
+    max_retries: int
+    timeout: float
+    default_headers: Mapping[str, str] | None
+
+
 class OpenAIClient(LMClient):
     def __init__(
         self,
@@ -45,15 +65,15 @@ class OpenAIClient(LMClient):
         *,
         max_retries: int = 3,
         timeout: float = 600.0,
-        pricing: Any = None,
+        pricing: Pricing | None = None,
         context_chars: int | None = None,
         default_headers: dict[str, str] | None = None,
-        http_client: Any = None,
+        http_client: httpx2.AsyncClient | None = None,
         **completion_kwargs: Any,
     ) -> None:
         self.base_url = resolve_base_url(base_url, api_key)
         key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
-        common = {
+        common: _SDKOptions = {
             "api_key": key,
             "base_url": self.base_url,
             "max_retries": max_retries,
@@ -114,7 +134,7 @@ class OpenAIClient(LMClient):
         options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         return {"cast_to": ChatCompletion, "body": body, "options": options}
 
-    def _to_response(self, completion: Any, model: str) -> LMResponse:
+    def _to_response(self, completion: ChatCompletion, model: str) -> LMResponse:
         if not getattr(completion, "choices", None):
             raise ValueError(f"Malformed completion from {self.base_url}: no choices")
         text = completion.choices[0].message.content or ""

@@ -6,16 +6,37 @@ behind the HTTP server so the real SDK path is exercised.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.clients.base import LMClient, Pricing, compute_cost, price_for
 from rlm_engine.types import LMResponse, Message
+
+if TYPE_CHECKING:
+    from rlm_engine.scripted import ScriptedModel
 
 
 class ScriptedClient(LMClient):
+    """The scripted model as a client.
+
+    ``base_url``, ``api_key``, ``temperature``, ``max_tokens``, ``timeout`` and
+    ``max_retries`` are accepted so that the options every backend given by name receives
+    work here too; an in-process model has no server, sampling or retries, so they are
+    ignored. Any other keyword is a ``TypeError``.
+    """
+
     def __init__(
-        self, model_name: str | None = None, model: Any = None, pricing: Any = None, **_: Any
-    ):
+        self,
+        model_name: str | None = None,
+        model: ScriptedModel | None = None,
+        pricing: Pricing | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         from rlm_engine.scripted import ScriptedModel
 
         self.model_name = model_name or "scripted-root"
