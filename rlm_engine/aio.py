@@ -20,18 +20,19 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    result: dict[str, Any] = {}
+    values: list[T] = []
+    errors: list[BaseException] = []
     ctx = contextvars.copy_context()
 
     def runner() -> None:
         try:
-            result["value"] = ctx.run(asyncio.run, coro)
+            values.append(ctx.run(asyncio.run, coro))
         except BaseException as e:  # re-raised in the caller's thread
-            result["error"] = e
+            errors.append(e)
 
     t = threading.Thread(target=runner, name="rlm-run-sync", daemon=True)
     t.start()
     t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    if errors:
+        raise errors[0]
+    return values[0]

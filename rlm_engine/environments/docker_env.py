@@ -25,7 +25,7 @@ import contextlib
 import os
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlm_engine.environments.bootstrap import worker_command
 from rlm_engine.environments.channel import READ_BUFFER, WorkerChannel, describe_returncode
@@ -39,13 +39,17 @@ from rlm_engine.environments.isolation import (
 )
 from rlm_engine.environments.worker_env import WorkerEnvironment
 
+if TYPE_CHECKING:  # the docker extra; imported when an environment starts
+    from docker import DockerClient
+    from docker.models.containers import Container
+
 DEFAULT_IMAGE = "python:3.12-slim"
 WORK_DIR = "/rlm/work"
 CONTEXT_PATH = "/rlm/context"
 LABEL = "rlm-environment"
 _MB = 1024 * 1024
 
-_live_containers: dict[str, Any] = {}
+_live_containers: dict[str, Container] = {}
 _live_lock = threading.Lock()
 
 
@@ -62,7 +66,14 @@ def _remove_leftovers() -> None:
 atexit.register(_remove_leftovers)
 
 
-def docker_client() -> Any:
+def container_id(container: Container) -> str:
+    """The id of a container the daemon created (the SDK's model allows ``None``)."""
+    if container.id is None:
+        raise RuntimeError("the Docker daemon reported a container without an id")
+    return container.id
+
+
+def docker_client() -> DockerClient:
     """A client for the local daemon, or an error that says how to get one."""
     try:
         import docker
@@ -84,7 +95,13 @@ def docker_client() -> Any:
 class DockerChannel(WorkerChannel):
     """A running container; its multiplexed attach stream carries our frames on stdout."""
 
-    def __init__(self, container: Any, attach: Any, reader: asyncio.StreamReader, writer: Any):
+    def __init__(
+        self,
+        container: Container,
+        attach: Any,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         super().__init__(asyncio.StreamReader())
         self.container = container
         self._attach = attach  # keeps the SDK's socket object (and its fd) alive
@@ -93,14 +110,15 @@ class DockerChannel(WorkerChannel):
         self._demux_task = asyncio.ensure_future(self._demux(reader))
 
     @classmethod
-    async def open(cls, client: Any, create_kwargs: dict[str, Any]) -> DockerChannel:
+    async def open(cls, client: DockerClient, create_kwargs: dict[str, Any]) -> DockerChannel:
         container = await asyncio.to_thread(client.containers.create, **create_kwargs)
+        cid = container_id(container)
         with _live_lock:
-            _live_containers[container.id] = container
+            _live_containers[cid] = container
         try:
             attach = await asyncio.to_thread(
                 client.api.attach_socket,
-                container.id,
+                cid,
                 {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
             )
             raw = getattr(attach, "_sock", attach)
@@ -152,7 +170,7 @@ class DockerChannel(WorkerChannel):
         return describe_returncode(state.get("ExitCode"))
 
 
-def _remove_container(container: Any) -> dict[str, Any]:
+def _remove_container(container: Container) -> dict[str, Any]:
     """Force-remove; returns the last known state (exit code, OOM flag) for the report."""
     state: dict[str, Any] = {}
     with contextlib.suppress(Exception):
@@ -161,7 +179,8 @@ def _remove_container(container: Any) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         container.remove(force=True)
     with _live_lock:
-        _live_containers.pop(container.id, None)
+        if container.id is not None:
+            _live_containers.pop(container.id, None)
     return state
 
 
@@ -185,7 +204,7 @@ class DockerEnvironment(WorkerEnvironment):
         self.python = python
         self.work_mb = work_mb
         self.cpus = cpus
-        self._client: Any = None
+        self._client: DockerClient | None = None
         #: Every container this environment started (restarts add one), for audits.
         self.container_ids: list[str] = []
 
@@ -241,7 +260,7 @@ class DockerEnvironment(WorkerEnvironment):
             os.chmod(area.context_file, 0o444)  # the container uid is not ours to chown to
         try:
             channel = await DockerChannel.open(self._client, self.container_kwargs(area))
-            self.container_ids.append(channel.container.id)
+            self.container_ids.append(container_id(channel.container))
             return channel
         except Exception as e:
             if type(e).__name__ == "ImageNotFound":

@@ -30,7 +30,7 @@ NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
 SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1 << 0, 1 << 1
 
 
-def _libc() -> Any:
+def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -98,7 +98,7 @@ def restrict(read_paths: list[str], write_paths: list[str]) -> dict[str, Any]:
     return report
 
 
-def _allow(libc: Any, add_rule: int, ruleset: int, path: str, rights: int) -> None:
+def _allow(libc: ctypes.CDLL, add_rule: int, ruleset: int, path: str, rights: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:

@@ -18,7 +18,12 @@ import time
 from typing import Any
 
 from rlm_engine.environments.base import Environment, HostFunction
-from rlm_engine.environments.repl_core import CellInterrupted, HostCallError, ReplCore
+from rlm_engine.environments.repl_core import (
+    CellInterrupted,
+    CellOutput,
+    HostCallError,
+    ReplCore,
+)
 from rlm_engine.types import ExecResult
 
 _GRACE_SECONDS = 2.0
@@ -32,7 +37,7 @@ def _raise_in_thread(thread: threading.Thread) -> None:
         )
 
 
-def _settle(done: asyncio.Future[dict[str, Any]], result: dict[str, Any]) -> None:
+def _settle(done: asyncio.Future[CellOutput], result: CellOutput) -> None:
     if not done.done():  # a cancelled wait may have settled it already
         done.set_result(result)
 
@@ -40,7 +45,9 @@ def _settle(done: asyncio.Future[dict[str, Any]], result: dict[str, Any]) -> Non
 class LocalEnvironment(Environment):
     in_process = True
 
-    def __init__(self, timeout: float | None = None, max_output_chars: int = 1_000_000, **kw: Any):
+    def __init__(
+        self, timeout: float | None = None, max_output_chars: int = 1_000_000, **kw: object
+    ) -> None:
         super().__init__(timeout=timeout, max_output_chars=max_output_chars, **kw)
         self._core: ReplCore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,7 +98,7 @@ class LocalEnvironment(Environment):
             )
         limit = timeout if timeout is not None else self.timeout
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[dict[str, Any]] = loop.create_future()
+        done: asyncio.Future[CellOutput] = loop.create_future()
         core = self._core
 
         def work() -> None:
@@ -126,7 +133,7 @@ class LocalEnvironment(Environment):
         return self._to_result(result, started)
 
     @staticmethod
-    def _to_result(r: dict[str, Any], started: float, timed_out: bool = False) -> ExecResult:
+    def _to_result(r: CellOutput, started: float, timed_out: bool = False) -> ExecResult:
         return ExecResult(
             stdout=r.get("stdout", ""),
             stderr=r.get("stderr", ""),

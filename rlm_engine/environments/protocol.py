@@ -36,6 +36,7 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def decode_length(header: bytes) -> int:
+    length: int
     (length,) = HEADER.unpack(header)
     if length > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame length {length:,} exceeds {MAX_FRAME_BYTES:,} bytes")

@@ -16,7 +16,8 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from types import CodeType
+from typing import Any, TextIO, TypedDict
 
 
 class CellInterrupted(BaseException):  # noqa: N818 - raised into a running cell
@@ -25,6 +26,16 @@ class CellInterrupted(BaseException):  # noqa: N818 - raised into a running cell
 
 class HostCallError(Exception):
     """A host function failed; the message is meant for the root LM."""
+
+
+class CellOutput(TypedDict, total=False):
+    """What ``run_cell`` reports (an interrupted cell may report only ``error``)."""
+
+    stdout: str
+    stderr: str
+    error: str | None
+    final: str | None
+    interrupted: bool
 
 
 class _CappedBuffer(io.TextIOBase):
@@ -70,7 +81,7 @@ class _ThreadRoutedStream(io.TextIOBase):
     so redirecting the global stream per cell would mix their outputs.
     """
 
-    def __init__(self, fallback: Any) -> None:
+    def __init__(self, fallback: TextIO) -> None:
         self.fallback = fallback
         self.local = threading.local()
 
@@ -78,7 +89,7 @@ class _ThreadRoutedStream(io.TextIOBase):
         return True
 
     def write(self, s: str) -> int:
-        target = getattr(self.local, "buffer", None)
+        target: _CappedBuffer | None = getattr(self.local, "buffer", None)
         return (target or self.fallback).write(s)
 
     def flush(self) -> None:
@@ -203,7 +214,7 @@ class ReplCore:
                 self.reserved.add(name)
         return result["error"]
 
-    def run_cell(self, code: str) -> dict[str, Any]:
+    def run_cell(self, code: str) -> CellOutput:
         """Run one cell; never raises for errors in user code (they become ``error``)."""
         self.cell_count += 1
         self.final = None
@@ -235,15 +246,17 @@ class ReplCore:
         }
 
     @staticmethod
-    def _compile(code: str, filename: str) -> tuple[Any, Any]:
+    def _compile(code: str, filename: str) -> tuple[CodeType | None, CodeType | None]:
         """Code objects for the cell body and for its last expression (shown like Jupyter)."""
         for attempt in range(3):
             try:
                 with _COMPILE_LOCK:
                     tree = ast.parse(code, filename=filename, mode="exec")
                     last_expr = None
-                    if tree.body and isinstance(tree.body[-1], ast.Expr):
-                        last_expr = ast.Expression(tree.body.pop().value)
+                    last = tree.body[-1] if tree.body else None
+                    if isinstance(last, ast.Expr):
+                        tree.body.pop()
+                        last_expr = ast.Expression(last.value)
                     body = compile(tree, filename, "exec") if tree.body else None
                     tail = compile(last_expr, filename, "eval") if last_expr is not None else None
                 return body, tail

@@ -27,14 +27,17 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-try:  # shipped as top-level modules next to this file
-    import landlock  # type: ignore[import-not-found]
-    import protocol  # type: ignore[import-not-found]
-    import repl_core  # type: ignore[import-not-found]
-except ImportError:  # imported from the installed package (tests, debugging)
+if TYPE_CHECKING:  # the same modules, as the type checker finds them
     from rlm_engine.environments import landlock, protocol, repl_core
+else:
+    try:  # shipped as top-level modules next to this file
+        import landlock
+        import protocol
+        import repl_core
+    except ImportError:  # imported from the installed package (tests, debugging)
+        from rlm_engine.environments import landlock, protocol, repl_core
 
 _PR_SET_CHILD_SUBREAPER = 36
 _MARK_PREFIX = b"\x00\x01rlm-sync:"
@@ -126,7 +129,7 @@ def _possible_mark_start(data: bytes) -> bytes:
 class Worker:
     """Owns the protocol channel and the ``ReplCore``; runs cells in the main thread."""
 
-    def __init__(self, proto_in: Any, proto_out_fd: int) -> None:
+    def __init__(self, proto_in: BinaryIO, proto_out_fd: int) -> None:
         self._in = proto_in
         self._out_fd = proto_out_fd
         self._send_lock = threading.Lock()
@@ -136,7 +139,7 @@ class Worker:
         self._next_id = 0
         self._in_cell = False
         self._main_ident = threading.main_thread().ident
-        self.core: Any = None
+        self.core: repl_core.ReplCore | None = None
         self.output: FdOutput | None = None
         self._reap_all = False
         self._devnull = os.open(os.devnull, os.O_RDWR)
@@ -228,12 +231,18 @@ class Worker:
         os.dup2(self.output.write_fd, 1)
         os.dup2(self.output.write_fd, 2)
 
-    def _exec(self, code: str) -> dict[str, Any]:
+    def _core(self) -> repl_core.ReplCore:
+        if self.core is None:  # the host always sends init first
+            raise RuntimeError("the REPL is used before init")
+        return self.core
+
+    def _exec(self, code: str) -> repl_core.CellOutput:
         assert self.output is not None
+        core = self._core()
         self._redirect_fds()
         self._in_cell = True
         try:
-            result = self.core.run_cell(code)
+            result = core.run_cell(code)
         except KeyboardInterrupt:  # landed between run_cell's handler and its return
             result = {"error": "Interrupted.", "interrupted": True}
         finally:
@@ -269,10 +278,10 @@ class Worker:
                 elif op == "exec":
                     self.send({"op": "done", "result": self._exec(message.get("code", ""))})
                 elif op == "get_var":
-                    found, value = self.core.get_variable(message.get("name", ""))
+                    found, value = self._core().get_variable(message.get("name", ""))
                     self.send({"op": "var", "found": found, "value": value})
                 elif op == "list_vars":
-                    self.send({"op": "vars", "vars": self.core.list_variables()})
+                    self.send({"op": "vars", "vars": self._core().list_variables()})
                 elif op == "shutdown":
                     return
             except KeyboardInterrupt:  # an interrupt that arrived after the cell ended
