@@ -8,6 +8,7 @@ calls concurrent (one host call carrying the whole batch).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +43,15 @@ class Environment(ABC):
     #: True when generated code runs in the host process (no isolation at all).
     in_process: bool = False
 
-    def __init__(self, timeout: float | None = None, max_output_chars: int = 1_000_000, **_: Any):
+    def __init__(
+        self, timeout: float | None = None, max_output_chars: int = 1_000_000, **unknown: object
+    ) -> None:
+        # Subclasses pass on the keywords they do not take. Options of other environment
+        # kinds are ignored, so one ``environment_kwargs`` serves every kind (``kill_grace``
+        # for ``local``, say); a name no environment takes is a mistake.
+        if unknown and (misspelled := sorted(set(unknown) - _options_of_any_environment())):
+            names = ", ".join(repr(k) for k in misspelled)
+            raise TypeError(f"{type(self).__name__} got unknown option(s): {names}")
         self.timeout = timeout
         self.max_output_chars = max_output_chars
 
@@ -73,3 +82,25 @@ class Environment(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release everything (threads, processes, containers). Idempotent."""
+
+
+def _options_of_any_environment() -> set[str]:
+    """Keyword options of the built-in environments and of every other loaded subclass."""
+    from rlm_engine.environments import available_environments  # imports this module
+
+    classes: set[type[Environment]] = set(available_environments().values())
+    pending = Environment.__subclasses__()
+    while pending:
+        cls = pending.pop()
+        classes.add(cls)
+        pending.extend(cls.__subclasses__())
+    names: set[str] = set()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    for cls in classes:
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                params = inspect.signature(init).parameters.values()
+                names.update(p.name for p in params if p.kind in named)
+    names.discard("self")
+    return names
