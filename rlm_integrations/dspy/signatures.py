@@ -126,7 +126,7 @@ def root_instructions(signature: type[dspy.Signature], tools_doc: str = "") -> s
 
 def root_signature(signature: type[dspy.Signature], tools_doc: str = "") -> type[dspy.Signature]:
     """The root predictor: one RLM turn (REPL state in, reasoning and code out)."""
-    return dspy.Signature(
+    root: type[dspy.Signature] = dspy.Signature(
         {
             "variables_info": (
                 str,
@@ -145,17 +145,19 @@ def root_signature(signature: type[dspy.Signature], tools_doc: str = "") -> type
         },
         root_instructions(signature, tools_doc),
     )
+    return root
 
 
 def sub_signature() -> type[dspy.Signature]:
     """The sub-call predictor: the template every ``llm_query`` prompt is sent in."""
-    return dspy.Signature(
+    sub: type[dspy.Signature] = dspy.Signature(
         {
             "prompt": (str, dspy.InputField(desc="The prompt written by the REPL code")),
             "response": (str, dspy.OutputField(desc="The answer to the prompt")),
         },
         SUB_INSTRUCTIONS,
     )
+    return sub
 
 
 def extract_signature(signature: type[dspy.Signature]) -> type[dspy.Signature]:
@@ -172,14 +174,18 @@ def extract_signature(signature: type[dspy.Signature]) -> type[dspy.Signature]:
     instructions = EXTRACT_TEMPLATE.format(
         task=_task_text(signature), output_specs=output_specs(signature)
     )
-    return dspy.Signature(fields, instructions)
+    extract: type[dspy.Signature] = dspy.Signature(fields, instructions)
+    return extract
 
 
 def call_signature(current: type[dspy.Signature], runtime_note: str) -> type[dspy.Signature]:
     """This call's signature: the predictor's current one (optimized text kept) plus limits."""
     if not runtime_note:
         return current
-    return current.with_instructions(f"{current.instructions.rstrip()}\n\n{runtime_note}")
+    signature: type[dspy.Signature] = current.with_instructions(
+        f"{current.instructions.rstrip()}\n\n{runtime_note}"
+    )
+    return signature
 
 
 def runtime_note(

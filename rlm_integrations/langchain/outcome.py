@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 
-from rlm_engine.session import RLMResult, RLMSession
+from rlm_engine import RLMResult, RLMSession
 from rlm_integrations.langchain.structured import (
     OutputSchema,
     OutputValidationError,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from typing import Any, Literal
 from langchain_core.messages import BaseMessage
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from pydantic.v1 import BaseModel as BaseModelV1
 
 Method = Literal["json_schema", "function_calling", "json_mode"]
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
@@ -93,9 +95,10 @@ class OutputSchema:
         """The parsed value in the caller's type: a pydantic instance, else the dict."""
         schema = self.schema
         if isinstance(schema, type) and is_basemodel_subclass(schema):
-            if hasattr(schema, "model_validate"):
+            if issubclass(schema, BaseModel):
                 return schema.model_validate(value)
-            return schema.parse_obj(value)  # pydantic.v1 model
+            if issubclass(schema, BaseModelV1):
+                return schema.parse_obj(value)
         if isinstance(schema, type) and hasattr(schema, "__annotations__"):
             try:
                 return TypeAdapter(schema).validate_python(value)  # TypedDict
@@ -175,12 +178,12 @@ def validate(value: Any, schema: Any, root: Any = None, path: str = "$") -> list
     errors: list[str] = []
     if isinstance(value, int | float) and not isinstance(value, bool):
         for key, ok in (
-            ("minimum", lambda b: value >= b),
-            ("maximum", lambda b: value <= b),
-            ("exclusiveMinimum", lambda b: value > b),
-            ("exclusiveMaximum", lambda b: value < b),
+            ("minimum", operator.ge),
+            ("maximum", operator.le),
+            ("exclusiveMinimum", operator.gt),
+            ("exclusiveMaximum", operator.lt),
         ):
-            if key in schema and not ok(schema[key]):
+            if key in schema and not ok(value, schema[key]):
                 errors.append(f"{path}: {value} violates {key}={schema[key]}")
     if isinstance(value, dict):
         props = schema.get("properties") or {}

@@ -33,7 +33,8 @@ _LITERAL_CALL = re.compile(r"CALL_TOOL\(")
 
 def tool_spec(tool: Any) -> dict[str, Any]:
     """The OpenAI function spec (``{"name", "description", "parameters"}``) of any tool."""
-    return convert_to_openai_tool(tool)["function"]
+    spec: dict[str, Any] = convert_to_openai_tool(tool)["function"]
+    return spec
 
 
 def normalize_tool_choice(choice: Any, names: Sequence[str]) -> str | None:
