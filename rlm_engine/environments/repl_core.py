@@ -98,7 +98,7 @@ class _ThreadRoutedStream(io.TextIOBase):
             self.fallback.flush()
 
     @property
-    def encoding(self) -> str:  # type: ignore[override]
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares an attribute
         return "utf-8"
 
     def isatty(self) -> bool:
