@@ -1,9 +1,18 @@
 """Recursive Language Models: answer queries over contexts far larger than a model window."""
 
+from rlm_engine.config import (
+    Models,
+    Observability,
+    Repl,
+    ReplyLimits,
+    RLMConfig,
+    RunLimits,
+)
 from rlm_engine.environments import Environment, HostFunction
 from rlm_engine.logger import RLMLogger
+from rlm_engine.resources import RunResources
 from rlm_engine.rlm import RLM
-from rlm_engine.session import RLMConfig, RLMResult, RLMSession, RLMState, run
+from rlm_engine.session import RLMResult, RLMSession, RLMState, run
 from rlm_engine.types import CodeBlockResult, Iteration, LMResponse, SubCall
 from rlm_engine.usage import Usage, UsageTotals
 
@@ -14,7 +23,13 @@ __all__ = [
     "HostFunction",
     "Iteration",
     "LMResponse",
+    "Models",
+    "Observability",
     "RLMConfig",
+    "Repl",
+    "ReplyLimits",
+    "RunLimits",
+    "RunResources",
     "RLMLogger",
     "RLMResult",
     "RLMSession",

@@ -14,21 +14,23 @@ from rlm_engine.usage import Usage
 
 
 class Budget:
+    """The whole-run limits of :class:`~rlm_engine.config.RunLimits` over one usage ledger."""
+
     def __init__(
         self,
         usage: Usage,
         *,
         max_llm_calls: int | None = None,
-        max_tokens: int | None = None,
+        max_total_tokens: int | None = None,
         max_cost: float | None = None,
-        timeout: float | None = None,
+        run_timeout: float | None = None,
     ) -> None:
         self.usage = usage
         self.max_llm_calls = max_llm_calls
-        self.max_tokens = max_tokens
+        self.max_total_tokens = max_total_tokens
         self.max_cost = max_cost
-        self.timeout = timeout
-        self.deadline = time.monotonic() + timeout if timeout else None
+        self.run_timeout = run_timeout
+        self.deadline = time.monotonic() + run_timeout if run_timeout else None
         self.calls_started = 0
         self.hit: str | None = None  # the first limit that refused a call
         self._lock = threading.Lock()
@@ -36,8 +38,8 @@ class Budget:
     def _over(self) -> str | None:
         if self.max_llm_calls is not None and self.calls_started >= self.max_llm_calls:
             return f"max_llm_calls={self.max_llm_calls}"
-        if self.max_tokens is not None and self.usage.total_tokens >= self.max_tokens:
-            return f"max_tokens={self.max_tokens}"
+        if self.max_total_tokens is not None and self.usage.total_tokens >= self.max_total_tokens:
+            return f"max_total_tokens={self.max_total_tokens}"
         if self.max_cost is not None and (self.usage.cost or 0.0) >= self.max_cost:
             return f"max_cost={self.max_cost}"
         return None

@@ -19,14 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rlm_engine.cli_options import OptionError, add_option_flags, options_from_args
+from rlm_engine.clients import BACKENDS
+from rlm_engine.config import RLMConfig
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_NO_ANSWER = 2
 EXIT_USAGE = 64
 EXIT_INTERRUPTED = 130
 
-BACKENDS = ("openai", "anthropic", "scripted")
-ENVIRONMENTS = ("local", "subprocess", "sandbox", "docker")
 # Benchmarks that should run first; any other bench_*.py follows in name order.
 BENCH_ORDER = ("bench_engine.py", "bench_environments.py")
 _BINARY_SNIFF = 8192
@@ -120,41 +122,26 @@ def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
     return "scripted", "no OPENAI_API_KEY, RLM_API_URL or ANTHROPIC_API_KEY: offline scripted model"
 
 
-def backend_kwargs(args: argparse.Namespace, backend: str) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
-    if args.model:
-        kw["model_name"] = args.model
-    if backend == "scripted":
-        return kw
-    if args.base_url:
-        kw["base_url"] = args.base_url
-    if args.api_key_env:
+def run_config(args: argparse.Namespace, backend: str) -> RLMConfig:
+    """The engine configuration of ``rlm run``: the flags' options, the chosen backend,
+    the API key from ``--api-key-env`` and the trace logger of ``--log-dir``."""
+    from rlm_engine.logger import RLMLogger
+
+    opts = dict(args.options)
+    opts["backend"] = backend
+    if backend == "scripted":  # the offline model has no server, key or retries
+        for name in ("base_url", "max_retries", "timeout"):
+            opts.pop(name, None)
+    elif args.api_key_env:
         key = os.environ.get(args.api_key_env)
         if not key:
             raise CLIError(
                 f"--api-key-env {args.api_key_env}: that environment variable is not set"
             )
-        kw["api_key"] = key
-    if args.max_retries is not None:
-        kw["max_retries"] = args.max_retries
-    if args.request_timeout is not None:
-        kw["timeout"] = args.request_timeout
-    return kw
-
-
-def env_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``--env-opt KEY=VALUE`` pairs as environment kwargs; values are JSON when they parse
-    (numbers, true/false, lists), else plain strings (``image=rlm-sandbox:test``)."""
-    opts: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--env-opt expects KEY=VALUE, got {pair!r}", EXIT_USAGE)
-        try:
-            opts[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            opts[key.strip()] = raw
-    return opts
+        opts["api_key"] = key
+    if args.log_dir:
+        opts["logger"] = RLMLogger(args.log_dir)
+    return RLMConfig(**opts)
 
 
 def _summary_line(res: Any) -> str:
@@ -171,33 +158,15 @@ def _summary_line(res: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rlm_engine import RLM, RLMLogger
+    from rlm_engine import RLM
     from rlm_engine.progress import Progress
 
-    environment_kwargs = env_options(args.env_opt)  # usage errors before reading the context
     context = load_context(args.context)
     backend, why = choose_backend(args)
     if not args.quiet:
         _say(f"backend: {backend} ({why})")
-    kwargs = backend_kwargs(args, backend)
-    sub_kwargs = {**kwargs, "model_name": args.sub_model} if args.sub_model else None
-    logger = RLMLogger(args.log_dir) if args.log_dir else None
-    rlm = RLM(
-        backend=backend,
-        backend_kwargs=kwargs,
-        sub_backend_kwargs=sub_kwargs,
-        environment=args.environment,
-        environment_kwargs=environment_kwargs,
-        max_iterations=args.max_iterations,
-        max_depth=args.max_depth,
-        max_concurrency=args.max_concurrency,
-        max_llm_calls=args.max_llm_calls,
-        max_tokens=args.max_tokens,
-        max_cost=args.max_cost,
-        timeout=args.timeout,
-        logger=logger,
-        verbose=args.verbose,
-    )
+    rlm = RLM(run_config(args, backend))
+    logger = rlm.logger
     show_progress = not (args.quiet or args.verbose)
     progress = Progress(sys.stderr)
     if show_progress:
@@ -321,33 +290,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def _int_at_least(low: int) -> Any:
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"expected a number >= {low}, got {v}")
-        return v
-
-    return parse
-
-
-_at_least_one = _int_at_least(1)
-_non_negative = _int_at_least(0)
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rlm",
@@ -372,70 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--query", "-q", help="the question (omit when the task is inside the context)"
     )
-    run.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        help="default: openai if OPENAI_API_KEY or RLM_API_URL is set, anthropic if "
-        "ANTHROPIC_API_KEY is set, else the offline scripted model",
-    )
-    run.add_argument("--model", "-m", help="root model name")
-    run.add_argument("--sub-model", help="model for sub-calls (default: the root model)")
-    run.add_argument("--base-url", help="API base URL (OpenAI-compatible server, proxy, ...)")
-    run.add_argument("--api-key-env", metavar="VAR", help="read the API key from this variable")
-    run.add_argument(
-        "--environment",
-        "-e",
-        choices=ENVIRONMENTS,
-        default="local",
-        help="where generated code runs (default: local)",
-    )
-    run.add_argument(
-        "--env-opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="environment option, repeatable (e.g. image=rlm-sandbox:test for docker)",
-    )
-    run.add_argument("--max-iterations", type=_at_least_one, default=30, metavar="N")
-    run.add_argument(
-        "--max-depth",
-        type=_at_least_one,
-        default=1,
-        metavar="N",
-        help="recursion depth: 1 makes rlm_query a plain sub-LM call, 2 lets it start "
-        "child RLMs, and so on (default: 1)",
-    )
-    run.add_argument("--max-concurrency", type=_at_least_one, default=16, metavar="N")
-    run.add_argument("--max-llm-calls", type=_at_least_one, metavar="N", help="budget: LM calls")
-    run.add_argument("--max-tokens", type=_at_least_one, metavar="N", help="budget: tokens")
-    run.add_argument("--max-cost", type=_positive_float, metavar="USD", help="budget: cost")
-    run.add_argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="wall-clock limit for the whole completion",
-    )
-    run.add_argument(
-        "--request-timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="timeout of one API request",
-    )
-    run.add_argument(
-        "--max-retries",
-        type=_non_negative,
-        metavar="N",
-        help="API retries on connection errors, 429 and 5xx",
-    )
-    run.add_argument("--log-dir", metavar="DIR", help="write a .jsonl trace here (see rlm view)")
+    add_option_flags(run, BACKENDS)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
-    run.add_argument(
-        "--verbose",
-        "-v",
-        action="store_true",
-        help="print every iteration, code block and sub-call on stderr",
-    )
     run.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
@@ -470,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.func is cmd_run:  # option values are usage errors, before any work
+        try:
+            args.options = options_from_args(args)
+        except OptionError as e:
+            parser.error(str(e))
     try:
         return args.func(args)
     except CLIError as e:

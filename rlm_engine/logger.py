@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rlm_engine.session import RLMResult, RLMSession, RLMState
+    from rlm_engine import RLMResult, RLMSession, RLMState
     from rlm_engine.types import Iteration
 
 _KEY_PATTERN = re.compile(
@@ -79,16 +79,18 @@ class RLMLogger:
                     "sub_model": session.shared.sub_client.model_name,
                     "root_client": session.shared.root_client.describe(),
                     "sub_client": session.shared.sub_client.describe(),
-                    "environment": cfg.environment
-                    if isinstance(cfg.environment, str)
-                    else type(cfg.environment).__name__,
-                    "max_iterations": cfg.max_iterations,
-                    "max_depth": cfg.max_depth,
-                    "max_concurrency": cfg.max_concurrency,
-                    "max_llm_calls": cfg.max_llm_calls,
-                    "max_tokens": cfg.max_tokens,
-                    "max_cost": cfg.max_cost,
-                    "timeout": cfg.timeout,
+                    "environment": cfg.repl.environment
+                    if isinstance(cfg.repl.environment, str)
+                    else type(cfg.repl.environment).__name__,
+                    "max_iterations": cfg.run.max_iterations,
+                    "max_depth": cfg.run.max_depth,
+                    "max_concurrency": cfg.run.max_concurrency,
+                    "max_llm_calls": cfg.run.max_llm_calls,
+                    "max_total_tokens": cfg.run.max_total_tokens,
+                    "max_cost": cfg.run.max_cost,
+                    "run_timeout": cfg.run.run_timeout,
+                    "max_tokens": cfg.reply.max_tokens,
+                    "timeout": cfg.reply.timeout,
                 },
                 "system_prompt": st.system,
             },

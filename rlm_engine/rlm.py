@@ -5,76 +5,39 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_engine.aio import run_sync
-from rlm_engine.display import event_handler
-from rlm_engine.environments import HostFunction
-from rlm_engine.session import EventHandler, RLMConfig, RLMResult, RLMSession, Shared, run
+from rlm_engine.config import EventHandler, RLMConfig, make_config
+from rlm_engine.resources import RunResources
+from rlm_engine.session import RLMResult, RLMSession, run
 
 
 class RLM:
     """A Recursive Language Model.
 
-    The context lives in a REPL (``environment``); the root model (``backend``) writes code
-    against it and calls the sub model (``sub_backend``, default: the root) on pieces.
-    ``max_depth=1`` makes ``rlm_query`` a plain sub-LM call; each extra level allows one
-    more level of child RLMs, each with its own REPL. Limits apply to the whole completion,
-    children included.
+    The context lives in a REPL (``environment``); the root model (``backend``/``model``)
+    writes code against it and calls the sub model (``sub_backend``/``sub_model``, default:
+    the root) on pieces. ``max_depth=1`` makes ``rlm_query`` a plain sub-LM call; each extra
+    level allows one more level of child RLMs, each with its own REPL.
+
+    Options are those of :class:`~rlm_engine.config.RLMConfig`, flat by name
+    (``RLM(backend="openai", model="gpt-5-mini", max_iterations=20, run_timeout=600)``),
+    or a ready ``config`` (the options then change it). ``max_tokens``/``timeout`` limit
+    one LM reply/request; ``max_total_tokens``/``max_llm_calls``/``max_cost``/
+    ``run_timeout`` limit the whole completion, children included.
     """
 
-    def __init__(
-        self,
-        backend: Any = "openai",
-        backend_kwargs: dict[str, Any] | None = None,
-        sub_backend: Any = None,
-        sub_backend_kwargs: dict[str, Any] | None = None,
-        environment: Any = "local",
-        environment_kwargs: dict[str, Any] | None = None,
-        max_iterations: int = 30,
-        max_depth: int = 1,
-        max_concurrency: int = 16,
-        max_llm_calls: int | None = None,
-        max_tokens: int | None = None,
-        max_cost: float | None = None,
-        timeout: float | None = None,
-        logger: Any = None,
-        verbose: bool = False,
-        on_event: EventHandler | None = None,
-        *,
-        max_output_chars: int = 20_000,
-        system_prompt: str | None = None,
-        tools: dict[str, HostFunction] | None = None,
-        tools_doc: str = "",
-        repl_setup: str | None = None,
-    ) -> None:
-        self.config = RLMConfig(
-            backend=backend,
-            backend_kwargs=backend_kwargs,
-            sub_backend=sub_backend,
-            sub_backend_kwargs=sub_backend_kwargs,
-            environment=environment,
-            environment_kwargs=environment_kwargs,
-            max_iterations=max_iterations,
-            max_depth=max_depth,
-            max_concurrency=max_concurrency,
-            max_llm_calls=max_llm_calls,
-            max_tokens=max_tokens,
-            max_cost=max_cost,
-            timeout=timeout,
-            max_output_chars=max_output_chars,
-            system_prompt=system_prompt,
-            tools=dict(tools or {}),
-            tools_doc=tools_doc,
-            repl_setup=repl_setup,
-        )
-        self.logger = logger
-        self.verbose = verbose
-        self.on_event = on_event
+    def __init__(self, config: RLMConfig | None = None, **options: Any) -> None:
+        self.config = make_config(config, **options)
+
+    @property
+    def logger(self) -> Any:
+        """The configured trajectory logger (``RLMConfig.observe.logger``)."""
+        return self.config.observe.logger
 
     async def open_session(
         self, context: Any, query: str | None = None, *, on_event: EventHandler | None = None
     ) -> RLMSession:
         """A session to drive step by step (``generate``/``execute``/``check_final``)."""
-        handler = event_handler(self.on_event, on_event, verbose=self.verbose)
-        shared = Shared(self.config, logger=self.logger, on_event=handler)
+        shared = RunResources(self.config, on_event=on_event)
         try:
             return await RLMSession.open(self.config, context, query, shared=shared)
         except BaseException:

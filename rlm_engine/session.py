@@ -14,117 +14,25 @@ what one top-level completion shares with its child RLMs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from rlm_engine import prompts
-from rlm_engine.budget import Budget
-from rlm_engine.clients import LMClient, make_client
-from rlm_engine.environments import Environment, HostFunction, make_environment
+from rlm_engine.clients import LMClient
+from rlm_engine.config import EventHandler, RLMConfig
+from rlm_engine.environments import Environment, make_environment
 from rlm_engine.parsing import find_code_blocks, find_final, truncate_output
 from rlm_engine.replay import RecordedAnswers, replay_cells
+from rlm_engine.resources import RunResources
 from rlm_engine.state import RLMResult, RLMState
 from rlm_engine.subcalls import SubCallHost
 from rlm_engine.types import CodeBlockResult, Iteration, LMResponse
-from rlm_engine.usage import Usage, UsageTotals
+from rlm_engine.usage import UsageTotals
 
-EventHandler = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
 PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
 _PEEK_SECONDS = 5.0  # how long finish() waits for a REPL variable
-
-
-@dataclass
-class RLMConfig:
-    """Everything that defines an RLM; the same keywords as ``RLM(...)``."""
-
-    backend: Any = "openai"
-    backend_kwargs: dict[str, Any] | None = None
-    sub_backend: Any = None
-    sub_backend_kwargs: dict[str, Any] | None = None
-    environment: Any = "local"
-    environment_kwargs: dict[str, Any] | None = None
-    max_iterations: int = 30
-    max_depth: int = 1
-    max_concurrency: int = 16
-    max_llm_calls: int | None = None
-    max_tokens: int | None = None
-    max_cost: float | None = None
-    timeout: float | None = None
-    max_output_chars: int = 20_000
-    system_prompt: str | None = None
-    tools: dict[str, HostFunction] = field(default_factory=dict)
-    tools_doc: str = ""
-    #: Python run in the top-level REPL after the context loads and after every restart;
-    #: the callables it defines are hidden like built-ins (see ``Environment.start``).
-    repl_setup: str | None = None
-    final_answer_on_max_iterations: bool = True
-
-    def __post_init__(self) -> None:
-        if self.max_iterations < 1:
-            raise ValueError("max_iterations must be at least 1")
-        if self.max_depth < 1:
-            raise ValueError("max_depth must be at least 1 (1 = sub-calls are plain LM calls)")
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-
-
-class RunResources:
-    """Resources one top-level completion shares with all its children.
-
-    The root and sub clients, the budget over the usage ledger, the sub-call semaphore,
-    the logger and the event handler: a child RLM gets its parent's, never new ones.
-    """
-
-    def __init__(
-        self,
-        config: RLMConfig,
-        *,
-        root_client: LMClient | None = None,
-        sub_client: LMClient | None = None,
-        logger: Any = None,
-        on_event: EventHandler | None = None,
-    ) -> None:
-        self.config = config
-        self.root_client = root_client or make_client(config.backend, config.backend_kwargs)
-        if sub_client is not None:
-            self.sub_client = sub_client
-        elif config.sub_backend is None and not config.sub_backend_kwargs:
-            self.sub_client = self.root_client
-        else:
-            backend = config.sub_backend if config.sub_backend is not None else config.backend
-            kwargs = config.sub_backend_kwargs
-            if kwargs is None:
-                kwargs = config.backend_kwargs
-            self.sub_client = make_client(backend, kwargs)
-        self.usage = Usage()
-        self.budget = Budget(
-            self.usage,
-            max_llm_calls=config.max_llm_calls,
-            max_tokens=config.max_tokens,
-            max_cost=config.max_cost,
-            timeout=config.timeout,
-        )
-        self.semaphore = asyncio.Semaphore(config.max_concurrency)
-        self.logger = logger
-        self.on_event = on_event
-
-    def emit(self, event: str, **data: Any) -> None:
-        if self.on_event is None:
-            return
-        data["event"] = event
-        data.setdefault("usage", self.usage.total.to_dict())
-        with contextlib.suppress(Exception):  # a broken progress display must not break the run
-            self.on_event(data)
-
-    async def aclose(self) -> None:
-        await self.root_client.aclose()
-        if self.sub_client is not self.root_client:
-            await self.sub_client.aclose()
 
 
 class RLMSession:
@@ -179,10 +87,10 @@ class RLMSession:
         if state is None:
             info = prompts.describe_context(context)
             system = prompts.build_system_prompt(
-                can_recurse=depth + 1 < config.max_depth,
+                can_recurse=depth + 1 < config.run.max_depth,
                 sub_window=shared.sub_client.context_chars,
-                tools_doc=config.tools_doc,
-                template=config.system_prompt,
+                tools_doc=config.repl.tools_doc,
+                template=config.repl.system_prompt,
             )
             state = RLMState(
                 query=query,
@@ -191,10 +99,10 @@ class RLMSession:
                 first_user=prompts.first_user_message(info, query),
                 depth=depth,
             )
-        env = make_environment(config.environment, config.environment_kwargs)
+        env = make_environment(config.repl.environment, config.repl.environment_kwargs)
         session = cls(config, shared, state, env, root_client=root_client, root_model=root_model)
         try:
-            setup = config.repl_setup if depth == 0 else None  # children hold other contexts
+            setup = config.repl.repl_setup if depth == 0 else None  # children hold other contexts
             await env.start(context, session.subcalls.functions(), setup=setup)
         except BaseException:
             await env.close()
@@ -246,7 +154,7 @@ class RLMSession:
             resp = await self.root_client.acomplete(
                 self.state.messages(),
                 model=self.root_model,
-                timeout=self.shared.budget.clamp(None),
+                timeout=self.shared.budget.clamp(self.config.reply.timeout),
             )
         except Exception as e:
             if self.shared.budget.timed_out():
@@ -336,10 +244,12 @@ class RLMSession:
         """The next user turn: the blocks' capped output, a note, and the turns left."""
         # Each block is capped, and so is their sum: the limit is per turn, not per block.
         outputs = "\n\n".join(self._block_feedback(i, b) for i, b in enumerate(blocks, 1))
-        feedback_parts = [truncate_output(outputs, self.config.max_output_chars)] if blocks else []
+        feedback_parts = (
+            [truncate_output(outputs, self.config.repl.max_output_chars)] if blocks else []
+        )
         if note is not None:
             feedback_parts.append(note)
-        remaining = self.config.max_iterations - index
+        remaining = self.config.run.max_iterations - index
         return prompts.repl_feedback(feedback_parts, index, remaining)
 
     def _append_iteration(self, it: Iteration) -> None:
@@ -359,7 +269,7 @@ class RLMSession:
         self.shared.emit("code_start", depth=self.depth, iteration=index, code=code)
         with self.subcalls.collecting() as calls:
             r = await self.env.execute(code, timeout=self.shared.budget.clamp(self.env.timeout))
-        limit = self.config.max_output_chars
+        limit = self.config.repl.max_output_chars
         result = CodeBlockResult(
             code=code,
             stdout=truncate_output(r.stdout, limit),
@@ -390,7 +300,7 @@ class RLMSession:
         body = "\n".join(parts) if parts else "(no output)"
         header = f"[block {i}]" if i else ""
         text = f"{header}\n{body}" if header else body
-        return truncate_output(text, self.config.max_output_chars)
+        return truncate_output(text, self.config.repl.max_output_chars)
 
     # -- step 3: check_final ----------------------------------------------------------------
     def check_final(self) -> bool:
@@ -405,7 +315,7 @@ class RLMSession:
             elif exhausted:
                 st.status = "budget"
                 st.error = st.error or f"Budget exhausted ({exhausted})."
-            elif st.iteration >= self.config.max_iterations:
+            elif st.iteration >= self.config.run.max_iterations:
                 st.status = "max_iterations"
         return st.status is not None
 
@@ -416,7 +326,7 @@ class RLMSession:
             st.status = "error"
             st.error = st.error or "The run ended before reaching a final answer."
         if st.status == "timeout" and st.error is None:
-            st.error = f"The completion ran past its timeout of {self.shared.budget.timeout:g} s."
+            st.error = f"The completion ran past its run_timeout of {self.shared.budget.run_timeout:g} s."
         if st.status != "final" and st.partial_answer is None:
             st.partial_answer = await self._best_partial_answer()
         result = RLMResult(
@@ -446,14 +356,16 @@ class RLMSession:
         st = self.state
         if (
             st.status == "max_iterations"
-            and self.config.final_answer_on_max_iterations
+            and self.config.run.final_answer_on_max_iterations
             and not self.shared.budget.timed_out()
             and self.shared.budget.reserve() is None
         ):
             msgs = st.messages() + [{"role": "user", "content": prompts.FINAL_ANSWER_REQUEST}]
             try:
                 resp = await self.root_client.acomplete(
-                    msgs, model=self.root_model, timeout=self.shared.budget.clamp(None)
+                    msgs,
+                    model=self.root_model,
+                    timeout=self.shared.budget.clamp(self.config.reply.timeout),
                 )
             except Exception:
                 resp = None
@@ -509,8 +421,8 @@ class RLMSession:
             return False
         st.iterations[-1].feedback = feedback
         st.final_answer = st.status = st.error = st.partial_answer = None
-        if st.iteration >= self.config.max_iterations:
-            self.config = dataclasses.replace(self.config, max_iterations=st.iteration + 1)
+        if st.iteration >= self.config.run.max_iterations:
+            self.config = self.config.replace(max_iterations=st.iteration + 1)
         return True
 
     async def close(self) -> None:
@@ -531,7 +443,3 @@ async def run(session: RLMSession) -> RLMResult:
         if response is not None:
             await session.within_deadline(session.execute(response))
     return await session.finish()
-
-
-# temporary alias, removed once rlm.py/chat_model.py/dspy module are migrated
-Shared = RunResources

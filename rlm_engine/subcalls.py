@@ -20,7 +20,9 @@ from rlm_engine.replay import RecordedAnswers
 from rlm_engine.types import SubCall
 
 if TYPE_CHECKING:  # session.py imports this module, so these names are for type hints only
-    from rlm_engine.session import RLMConfig, RLMResult, RLMSession, RunResources
+    from rlm_engine.config import RLMConfig
+    from rlm_engine.resources import RunResources
+    from rlm_engine.session import RLMResult, RLMSession
 
 #: Runs a child session to its end: ``rlm_engine.session.run``, handed in by the session.
 RunChild = Callable[["RLMSession"], Awaitable["RLMResult"]]
@@ -69,7 +71,7 @@ class SubCallHost:
             "rlm_query": HostFunction("rlm_query", self._rlm_query),
             "rlm_query_batched": HostFunction("rlm_query_batched", self._rlm_query_batched),
         }
-        for name, tool in self.config.tools.items():
+        for name, tool in self.config.repl.tools.items():
             fns[name] = HostFunction(name, self._tool_wrapper(name, tool), tool.doc)
         return fns
 
@@ -150,7 +152,7 @@ class SubCallHost:
                 resp = await self.shared.sub_client.acomplete(
                     [{"role": "user", "content": prompt}],
                     model=model,
-                    timeout=self.shared.budget.clamp(None),
+                    timeout=self.shared.budget.clamp(self.config.reply.timeout),
                 )
         except Exception as e:
             call.error = call.response = f"Error: {function} failed: {type(e).__name__}: {e}"
@@ -188,7 +190,7 @@ class SubCallHost:
 
     async def _sub_rlm(self, prompt: Any, context: Any, model: str | None, function: str) -> str:
         prompt = prompt if isinstance(prompt, str) else str(prompt)
-        if self.depth + 1 >= self.config.max_depth:
+        if self.depth + 1 >= self.config.run.max_depth:
             # At the depth limit a recursive call is a plain LM call (the paper's semantics).
             text = prompt if context is None else f"{prompt}\n\n{context}"
             return await self._sub_llm(text, model, function)

@@ -317,8 +317,8 @@ def test_max_llm_calls_is_exact_with_batched_calls(scripted_model, scripted_serv
 
 def test_max_tokens(scripted_model, scripted_server, openai_kwargs):
     root_rule(scripted_model, ["```repl\nprint(llm_query('What is 2+2?'))\n```"] * 20)
-    res = RLM(backend="openai", backend_kwargs=openai_kwargs, max_tokens=3_000).completion("c", "?")
-    assert res.status == "budget" and "max_tokens" in (res.error or "")
+    res = RLM(backend="openai", backend_kwargs=openai_kwargs, max_total_tokens=3_000).completion("c", "?")
+    assert res.status == "budget" and "max_total_tokens" in (res.error or "")
     assert res.usage.total_tokens >= 3_000
     assert len(res.iterations) < 20
 
@@ -336,7 +336,7 @@ def test_max_cost_with_known_prices(scripted_model, scripted_server, openai_kwar
 def test_wall_clock_timeout_ends_run(scripted_model, scripted_server, openai_kwargs):
     root_rule(scripted_model, ["```repl\nx = llm_query('What is 1+1?')\nprint(x)\n```"] * 100)
     scripted_server.set_latency(0.3, model="scripted-root")
-    res = RLM(backend="openai", backend_kwargs=openai_kwargs, timeout=1.0).completion("c", "?")
+    res = RLM(backend="openai", backend_kwargs=openai_kwargs, run_timeout=1.0).completion("c", "?")
     assert res.status == "timeout"
     assert res.duration < 5
     assert "timeout" in (res.error or "")
@@ -344,7 +344,7 @@ def test_wall_clock_timeout_ends_run(scripted_model, scripted_server, openai_kwa
 
 def test_timeout_while_code_runs(scripted_model, scripted_server, openai_kwargs):
     root_rule(scripted_model, ["```repl\nx = 'partial'\nwhile True:\n    pass\n```"])
-    res = RLM(backend="openai", backend_kwargs=openai_kwargs, timeout=1.0).completion("c", "?")
+    res = RLM(backend="openai", backend_kwargs=openai_kwargs, run_timeout=1.0).completion("c", "?")
     assert res.status == "timeout" and res.duration < 6
 
 
@@ -553,7 +553,7 @@ def test_timeout_during_blocking_call_never_hangs(
 ):
     root_rule(scripted_model, ["```repl\nanswer = 'partial'\nimport time\ntime.sleep(60)\n```"])
     res = RLM(
-        backend="openai", backend_kwargs=openai_kwargs, environment=environment, timeout=1.5
+        backend="openai", backend_kwargs=openai_kwargs, environment=environment, run_timeout=1.5
     ).completion("c", "?")
     assert res.status == "timeout"
     assert res.duration < 12, "the run must end soon after its timeout"

@@ -17,10 +17,11 @@ from dspy.adapters.types.tool import Tool
 from dspy.signatures.signature import ensure_signature
 
 from rlm_engine.aio import run_sync
-from rlm_engine.display import event_handler
+from rlm_engine.config import RLMConfig, make_config
 from rlm_engine.environments import HostFunction
 from rlm_engine.logger import RLMLogger
-from rlm_engine.session import RLMConfig, RLMResult, RLMSession, Shared, run
+from rlm_engine.resources import RunResources
+from rlm_engine.session import RLMResult, RLMSession, run
 from rlm_integrations.dspy.lm_client import dspy_scope, settings_snapshot
 from rlm_integrations.dspy.outputs import (
     SubmissionError,
@@ -40,7 +41,26 @@ from rlm_integrations.dspy.signatures import (
 )
 from rlm_integrations.dspy.turns import describe_inputs
 
-EventHandler = Callable[[dict[str, Any]], None]
+#: Options DSPy users set elsewhere: the LMs come from DSPy (``dspy.configure(lm=...)``,
+#: ``root.lm``, ``sub_lm``) with their own settings; the prompt is the ``root``
+#: predictor's instructions, which optimizers tune; tool docs come from ``tools``.
+_ON_DSPY_LM = "set it on the dspy.LM (dspy.LM(model, max_tokens=..., temperature=...))"
+NOT_OPTIONS: dict[str, str] = {
+    "backend": "the root LM is root.lm or dspy.settings.lm",
+    "model": "the root LM is root.lm or dspy.settings.lm",
+    "sub_backend": "pass sub_lm=",
+    "sub_model": "pass sub_lm=",
+    "base_url": _ON_DSPY_LM,
+    "api_key": _ON_DSPY_LM,
+    "temperature": _ON_DSPY_LM,
+    "backend_kwargs": _ON_DSPY_LM,
+    "sub_backend_kwargs": "pass sub_lm=",
+    "max_tokens": _ON_DSPY_LM,
+    "timeout": _ON_DSPY_LM,
+    "max_retries": "set num_retries on the dspy.LM",
+    "system_prompt": "the root predictor's instructions are the prompt (optimizers tune them)",
+    "tools_doc": "written from the tools' signatures and docstrings",
+}
 
 
 class RLMRunError(RuntimeError):
@@ -67,46 +87,30 @@ class RLMModule(dspy.Module):
     def __init__(
         self,
         signature: str | type[dspy.Signature],
+        config: RLMConfig | None = None,
         *,
         sub_lm: Any = None,
-        environment: str = "local",
-        environment_kwargs: dict[str, Any] | None = None,
-        max_iterations: int = 20,
-        max_depth: int = 1,
-        max_llm_calls: int | None = None,
-        max_tokens: int | None = None,
-        max_cost: float | None = None,
-        timeout: float | None = None,
-        max_concurrency: int = 16,
-        max_output_chars: int = 20_000,
         tools: list[Callable[..., Any] | Tool] | None = None,
         pricing: Any = None,
         log_dir: str | None = None,
-        verbose: bool = False,
-        on_event: EventHandler | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
         self.signature = ensure_signature(signature)
         check_task_signature(self.signature)
-        # Validates the limits now instead of on the first call.
-        RLMConfig(
-            max_iterations=max_iterations, max_depth=max_depth, max_concurrency=max_concurrency
-        )
+        not_here = sorted(set(options) & set(NOT_OPTIONS))
+        if not_here:
+            raise TypeError(
+                f"RLMModule does not take {not_here}: "
+                + "; ".join(f"{n}: {NOT_OPTIONS[n]}" for n in not_here)
+            )
+        if log_dir is not None and "logger" in options:
+            raise TypeError("Pass log_dir= or logger=, not both")
+        # Validates every option now instead of on the first call.
+        self.config = make_config(config, **options)
         self.sub_lm = sub_lm
-        self.environment = environment
-        self.environment_kwargs = dict(environment_kwargs or {})
-        self.max_iterations = max_iterations
-        self.max_depth = max_depth
-        self.max_llm_calls = max_llm_calls
-        self.max_tokens = max_tokens
-        self.max_cost = max_cost
-        self.timeout = timeout
-        self.max_concurrency = max_concurrency
-        self.max_output_chars = max_output_chars
         self.pricing = pricing
         self.log_dir = log_dir
-        self.verbose = verbose
-        self.on_event = on_event
         self.tools = _normalize_tools(tools, self.signature)
         self.root = dspy.Predict(root_signature(self.signature, _tools_doc(self.tools)))
         self.sub_query = dspy.Predict(sub_signature())
@@ -131,24 +135,21 @@ class RLMModule(dspy.Module):
             )
 
     def _config(self, submit: HostFunction, snapshot: Any) -> RLMConfig:
+        """This call's configuration: SUBMIT and the user's tools as REPL functions, and the
+        set-up that defines the inputs (re-run if an isolated worker restarts, so inputs
+        and SUBMIT never vanish)."""
         tools = {SUBMIT_TOOL: submit}
         for name, tool in self.tools.items():
             tools[name] = HostFunction(name, _host_tool(tool, snapshot), tool.desc or "")
-        return RLMConfig(
-            environment=self.environment,
-            environment_kwargs=dict(self.environment_kwargs),
-            max_iterations=self.max_iterations,
-            max_depth=self.max_depth,
-            max_concurrency=self.max_concurrency,
-            max_llm_calls=self.max_llm_calls,
-            max_tokens=self.max_tokens,
-            max_cost=self.max_cost,
-            timeout=self.timeout,
-            max_output_chars=self.max_output_chars,
-            tools=tools,
-            # Runs again if an isolated worker restarts, so inputs and SUBMIT never vanish.
-            repl_setup=setup_code(list(self.signature.input_fields)),
-        )
+        setup = setup_code(list(self.signature.input_fields))
+        user_setup = self.config.repl.repl_setup
+        changes: dict[str, Any] = {
+            "tools": {**self.config.repl.tools, **tools},
+            "repl_setup": f"{setup}\n{user_setup}" if user_setup else setup,
+        }
+        if self.log_dir and self.config.observe.logger is None:
+            changes["logger"] = RLMLogger(self.log_dir)
+        return self.config.replace(**changes)
 
     def _turn_setup(self, inputs: dict[str, Any]) -> TurnSetup:
         descs = {}
@@ -156,14 +157,15 @@ class RLMModule(dspy.Module):
             desc = (info.json_schema_extra or {}).get("desc", "")
             if desc and desc != f"${{{name}}}":
                 descs[name] = desc
+        run = self.config.run
         return TurnSetup(
             variables_info=describe_inputs(inputs, descs),
-            max_iterations=self.max_iterations,
+            max_iterations=run.max_iterations,
             runtime_note=runtime_note(
-                max_iterations=self.max_iterations,
-                max_depth=self.max_depth,
-                max_llm_calls=self.max_llm_calls,
-                environment=_env_name(self.environment),
+                max_iterations=run.max_iterations,
+                max_depth=run.max_depth,
+                max_llm_calls=run.max_llm_calls,
+                environment=_env_name(self.config.repl.environment),
             ),
         )
 
@@ -181,13 +183,7 @@ class RLMModule(dspy.Module):
             pricing=self.pricing,
         )
         sub = SubCallClient(self.sub_query, self.sub_lm, snapshot=snapshot, pricing=self.pricing)
-        shared = Shared(
-            config,
-            root_client=root,
-            sub_client=sub,
-            logger=RLMLogger(self.log_dir) if self.log_dir else None,
-            on_event=event_handler(self.on_event, verbose=self.verbose),
-        )
+        shared = RunResources(config, root_client=root, sub_client=sub)
         query = (
             f"Produce {', '.join(self.signature.output_fields)} from the inputs "
             f"{', '.join(self.signature.input_fields)} (RLMModule)."

@@ -11,7 +11,6 @@ through callbacks (:mod:`.progress`).
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -38,11 +37,13 @@ from langchain_core.utils import secret_from_env
 from pydantic import ConfigDict, Field, SecretStr
 
 from rlm_engine.aio import run_sync
-from rlm_engine.clients import LMClient, make_client
-from rlm_engine.environments import HostFunction
-from rlm_engine.session import RLMConfig, RLMSession, Shared, run
-from rlm_integrations.langchain.client import LangChainClient, _with_model, model_name_of
-from rlm_integrations.langchain.messages import split_messages
+from rlm_engine.clients import LMClient
+from rlm_engine.clients.configured import make_clients
+from rlm_engine.config import RLMConfig, make_config
+from rlm_engine.resources import RunResources
+from rlm_engine.session import RLMSession, run
+from rlm_integrations.langchain.client import model_name_of
+from rlm_integrations.langchain.options import RLMEngineOptions, generated_options
 from rlm_integrations.langchain.outcome import (
     answer_problem,
     continue_with,
@@ -55,19 +56,14 @@ from rlm_integrations.langchain.progress import (
     SyncProgress,
     stream_writer,
 )
+from rlm_integrations.langchain.request import RLMRequest, rlm_request
 from rlm_integrations.langchain.structured import OutputSchema, structured_parser
 from rlm_integrations.langchain.tools import (
-    ToolCallRequests,
     ToolsMode,
     normalize_tool_choice,
     repl_tools,
     tool_spec,
 )
-
-OPENAI_URL = "https://api.openai.com/v1"
-TASK_IN_CONTEXT = "The task is stated inside the context; find it and complete it."
-_CALL_KWARGS = {"context", "model", "tools", "tool_choice", "response_format", "repl_tools"}
-_IGNORED_KWARGS = {"stream", "strict", "parallel_tool_calls"}
 
 # The run id and config of the current public call, for ``_stream``/``_astream``, which
 # LangChain calls without a run manager; progress events need the run they belong to.
@@ -76,7 +72,7 @@ _CALL: ContextVar[tuple[RunnableConfig, uuid.UUID] | None] = ContextVar(
 )
 
 
-class RLMChatModel(BaseChatModel):
+class RLMChatModel(BaseChatModel, RLMEngineOptions):
     """A Recursive Language Model as a LangChain chat model.
 
     The root LM never reads the long material: it lives in a Python REPL as ``context``
@@ -102,43 +98,38 @@ class RLMChatModel(BaseChatModel):
     expect; ``mode="repl"`` runs the tools inside the RLM run as REPL functions.
     """
 
+    # LangChain's names and types for engine options (rlm_integrations.langchain.options);
+    # every other engine option (max_iterations, environment, run_timeout, ...) is a field
+    # generated from rlm_engine.config with the engine's default.
     model_name: str | None = Field(default=None, alias="model")
     """Root model name for the engine client (default: the backend's default)."""
     base_url: str | None = Field(default=None, alias="openai_api_base")
     api_key: SecretStr | None = Field(
         default_factory=secret_from_env("OPENAI_API_KEY", default=None), alias="openai_api_key"
     )
-    backend: Literal["openai", "anthropic", "scripted"] = "openai"
-    temperature: float | None = None
+    backend: str = "openai"
+    """Engine backend by name (openai, anthropic, scripted, or a registered one)."""
     max_tokens: int | None = Field(default=None, alias="max_completion_tokens")
+    """Cap on each LM reply (root turns and sub-calls); the run's: ``max_total_tokens``."""
     timeout: float | None = Field(default=None, alias="request_timeout")
-    stop: list[str] | None = Field(default=None, alias="stop_sequences")
-    max_retries: int = 2
-    streaming: bool = False
-    sub_model: str | None = None
+    """Seconds per LM request; the whole completion's: ``run_timeout``."""
     llm: BaseChatModel | None = None
+    """A LangChain chat model as root LM, instead of ``backend``."""
     sub_llm: BaseChatModel | None = None
-    backend_kwargs: dict[str, Any] | None = None
-    sub_backend_kwargs: dict[str, Any] | None = None
-    environment: str = "local"
-    environment_kwargs: dict[str, Any] | None = None
-    max_iterations: int = 30
-    max_depth: int = 1
-    max_concurrency: int = 16
-    max_llm_calls: int | None = None
-    max_total_tokens: int | None = None
-    max_cost: float | None = None
-    run_timeout: float | None = None
+    """A LangChain chat model for sub-calls (default: the root LM)."""
+    rlm_config: RLMConfig | None = Field(default=None, exclude=True)
+    """A ready engine configuration; fields set explicitly on the chat model override it."""
+    # Chat-model behaviour, not engine options.
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    streaming: bool = False
     context: Any = None
     tools_mode: ToolsMode = "call"
     max_output_retries: int = 2
     """Extra root turns to fix an answer that fails the schema or a required tool call."""
     max_query_chars: int = 4_000
-    system_prompt: str | None = None
-    logger: Any = Field(default=None, exclude=True)
-    """An ``rlm_engine`` logger (e.g. ``RLMLogger``) that records every run's trajectory."""
 
-    model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
+    # extra="forbid": a misspelled option is an error, not a silently ignored keyword.
+    model_config = ConfigDict(populate_by_name=True, protected_namespaces=(), extra="forbid")
 
     # -- identity, tracing, serialization -----------------------------------------------
     @property
@@ -342,46 +333,59 @@ class RLMChatModel(BaseChatModel):
         )
 
     # -- one RLM run -------------------------------------------------------------------------
-    def _clients(self, target: RunTarget | None) -> tuple[LMClient, LMClient]:
-        callbacks = target.child_manager() if target is not None else None
-        if self.llm is not None:
-            root: LMClient = LangChainClient(self.llm, callbacks=callbacks)
-        else:
-            root = make_client(self.backend, self._engine_kwargs(self.model_name))
-        if self.sub_llm is not None:
-            sub: LMClient = LangChainClient(self.sub_llm, callbacks=callbacks)
-        elif self.sub_model and self.llm is not None:
-            sub = LangChainClient(_with_model(self.llm, self.sub_model), callbacks=callbacks)
-        elif self.sub_model or self.sub_backend_kwargs:
-            kwargs = self._engine_kwargs(self.sub_model or self.model_name)
-            sub = make_client(self.backend, {**kwargs, **(self.sub_backend_kwargs or {})})
-        else:
-            sub = root
-        return root, sub
+    def engine_config(self) -> RLMConfig:
+        """The engine configuration these fields describe (what every call runs with).
 
-    def _engine_kwargs(self, model: str | None) -> dict[str, Any]:
-        kw: dict[str, Any] = {"model_name": model, "max_retries": self.max_retries}
-        if self.base_url:
-            kw["base_url"] = self.base_url
-        elif (
-            self.backend == "openai"
-            and "api_key" in self.model_fields_set
-            and not any(os.environ.get(v) for v in ("RLM_API_URL", "OPENAI_BASE_URL"))
-        ):
-            # An explicit key means OpenAI, as for ChatOpenAI; the engine's default without
-            # an OPENAI_API_KEY variable is a local server.
-            kw["base_url"] = OPENAI_URL
-        if self.api_key is not None and (
-            self.backend == "openai" or "api_key" in self.model_fields_set
-        ):
-            kw["api_key"] = self.api_key.get_secret_value()
-        if self.timeout is not None:
-            kw["timeout"] = self.timeout
-        if self.temperature is not None:
-            kw["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            kw["max_tokens"] = self.max_tokens
-        return {**kw, **(self.backend_kwargs or {})}
+        The one place where LangChain's names map onto the engine's options: ``model`` is
+        ``model``, ``llm``/``sub_llm`` are ``backend``/``sub_backend``, the secret
+        ``api_key`` is revealed for the client. With ``rlm_config``, only fields set
+        explicitly on the chat model change it.
+        """
+        given = self.model_fields_set
+        explicit = self.rlm_config is not None
+        opts: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in generated_options()
+            if not explicit or name in given
+        }
+        mapped = {
+            "model": ("model_name", self.model_name),
+            "base_url": ("base_url", self.base_url),
+            "max_tokens": ("max_tokens", self.max_tokens),
+            "timeout": ("timeout", self.timeout),
+            "verbose": ("verbose", self.verbose),
+        }
+        for option, (field_name, value) in mapped.items():
+            if not explicit or field_name in given:
+                opts[option] = value
+        if self.llm is not None:
+            opts["backend"] = self.llm
+        elif not explicit or "backend" in given:
+            opts["backend"] = self.backend
+        if self.sub_llm is not None:
+            opts["sub_backend"] = self.sub_llm
+        # The key defaults to OPENAI_API_KEY, which only the openai backend may read.
+        if self.api_key is not None and (self.backend == "openai" or "api_key" in given):
+            opts["api_key"] = self.api_key.get_secret_value()
+        return make_config(self.rlm_config, **opts)
+
+    def _call_config(self, target: RunTarget | None, request: RLMRequest) -> RLMConfig:
+        """This call's configuration: the run's callbacks reach LangChain LMs (traces nest)
+        and the call's tools join the REPL."""
+        config = self.engine_config()
+        changes: dict[str, Any] = {}
+        if request.tools:
+            changes["tools"] = {**config.repl.tools, **request.tools}
+            changes["tools_doc"] = "\n".join(
+                d for d in (config.repl.tools_doc, request.tools_doc) if d
+            )
+        callbacks = target.child_manager() if target is not None else None
+        m = config.models
+        if callbacks is not None and not isinstance(m.backend, str | LMClient):
+            changes["backend_kwargs"] = {**(m.backend_kwargs or {}), "callbacks": callbacks}
+        if callbacks is not None and not isinstance(m.sub_backend, str | LMClient | None):
+            changes["sub_backend_kwargs"] = {**(m.sub_backend_kwargs or {}), "callbacks": callbacks}
+        return config.replace(**changes)
 
     async def _arun(
         self,
@@ -392,70 +396,21 @@ class RLMChatModel(BaseChatModel):
         progress_cls: type[AsyncProgress] | type[SyncProgress],
         writer: Callable[[Any], None] | None,
     ) -> AIMessage:
-        unknown = set(kwargs) - _CALL_KWARGS - _IGNORED_KWARGS
-        if unknown:
-            raise TypeError(
-                f"RLMChatModel got unexpected call arguments {sorted(unknown)}; "
-                f"supported: {sorted(_CALL_KWARGS)}"
-            )
-        context = kwargs.get("context", self.context)
-        rlm_in = split_messages(messages, context, max_query_chars=self.max_query_chars)
-        query = rlm_in.query
-        fns: dict[str, HostFunction] = {}
-        docs: list[str] = []
-        requests: ToolCallRequests | None = None
-        if kwargs.get("tools"):
-            specs = [t.get("function", t) for t in kwargs["tools"]]
-            choice = normalize_tool_choice(kwargs.get("tool_choice"), [s["name"] for s in specs])
-            requests = ToolCallRequests(specs, choice)
-            fns[requests.host_function().name] = requests.host_function()
-            docs.append(requests.doc())
-        if kwargs.get("repl_tools"):
-            tool_fns, doc = repl_tools(kwargs["repl_tools"])
-            fns.update(tool_fns)
-            docs.append(doc)
-        schema = (
-            OutputSchema.from_response_format(kwargs["response_format"])
-            if kwargs.get("response_format")
-            else None
-        )
-        if schema is not None:
-            query = f"{query or TASK_IN_CONTEXT}\n\n{schema.instructions()}"
-
-        root_client, sub_client = self._clients(target)
-        config = RLMConfig(
-            backend=root_client,
-            sub_backend=sub_client,
-            environment=self.environment,
-            environment_kwargs=self.environment_kwargs,
-            max_iterations=self.max_iterations,
-            max_depth=self.max_depth,
-            max_concurrency=self.max_concurrency,
-            max_llm_calls=self.max_llm_calls,
-            max_tokens=self.max_total_tokens,
-            max_cost=self.max_cost,
-            timeout=self.run_timeout,
-            system_prompt=self.system_prompt,
-            tools=fns,
-            tools_doc="\n".join(docs),
-        )
-        root_model = kwargs.get("model")
+        request = rlm_request(messages, kwargs, self.context, self.max_query_chars)
+        config = self._call_config(target, request)
+        root_client, sub_client = make_clients(config)
         progress = progress_cls(target, writer)
-        shared = Shared(
-            config,
-            root_client=root_client,
-            sub_client=sub_client,
-            logger=self.logger,
-            on_event=progress,
+        shared = RunResources(
+            config, root_client=root_client, sub_client=sub_client, on_event=progress
         )
         try:
             session = await RLMSession.open(
-                config, rlm_in.context, query, shared=shared, root_model=root_model
+                config, request.context, request.query, shared=shared, root_model=request.model
             )
             try:
                 result = await run(session)
                 for _ in range(self.max_output_retries):
-                    problem = answer_problem(result, schema, requests)
+                    problem = answer_problem(result, request.schema, request.tool_calls)
                     if problem is None or not continue_with(session, problem):
                         break
                     result = await run(session)
@@ -467,7 +422,8 @@ class RLMChatModel(BaseChatModel):
             finally:
                 await progress.aclose()  # deliver every queued progress event
         stops = [*(self.stop or []), *(stop or [])]
-        return to_message(result, root_model or root_client.model_name, schema, requests, stops)
+        model = request.model or root_client.model_name
+        return to_message(result, model, request.schema, request.tool_calls, stops)
 
     # -- BaseChatModel hooks ----------------------------------------------------------------
     async def _agenerate(

@@ -186,7 +186,6 @@ def with_model(chat_model: BaseChatModel, model: str) -> BaseChatModel:
     )
 
 
-_with_model = with_model  # the old private name, until chat_model.py imports with_model
 
 
 def _profile_chars(chat_model: Any) -> int | None:

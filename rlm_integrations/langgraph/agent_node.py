@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import StateGraph
 
+from rlm_engine.config import DEFAULT_MAX_ITERATIONS
 from rlm_integrations.langgraph.graph import build_rlm_graph, recursion_limit_for
 
 
@@ -62,8 +63,8 @@ class RLMNode(RunnableLambda):
         self.query_key = query_key
         self.output_key = output_key
         limit = (graph.config or {}).get("recursion_limit")
-        max_iterations = rlm_kwargs.get("max_iterations", 30)
-        self.recursion_limit = int(limit or recursion_limit_for(max_iterations))
+        # A graph from build_rlm_graph carries its limit; a user's own graph gets the default's.
+        self.recursion_limit = int(limit or recursion_limit_for(DEFAULT_MAX_ITERATIONS))
         super().__init__(self._run, self._arun, name=name)
 
     # -- state mapping -----------------------------------------------------------------

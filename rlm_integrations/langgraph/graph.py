@@ -14,9 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
-from rlm_engine.display import event_handler
-from rlm_engine.environments import HostFunction
-from rlm_engine.session import EventHandler, RLMConfig
+from rlm_engine.config import RLMConfig, make_config
 from rlm_integrations.langgraph.state import RLMGraphState, RLMInput, RLMOutput
 from rlm_integrations.langgraph.steps import RLMSteps, RootLMCallError
 
@@ -40,6 +38,8 @@ class RLMStateGraph(StateGraph):
     ``max_iterations``: the engine's budgets end the run, never LangGraph's step limit."""
 
     recursion_limit: int = 100
+    #: The RLM configuration the nodes run with.
+    rlm_config: RLMConfig | None = None
 
     def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph:
         return super().compile(*args, **kwargs).with_config(recursion_limit=self.recursion_limit)
@@ -54,79 +54,50 @@ def _after_check(state: RLMGraphState) -> str:
 
 
 def build_rlm_graph(
-    backend: Any = "openai",
-    backend_kwargs: dict[str, Any] | None = None,
-    sub_backend: Any = None,
-    sub_backend_kwargs: dict[str, Any] | None = None,
-    environment: Any = "local",
-    environment_kwargs: dict[str, Any] | None = None,
-    max_iterations: int = 30,
-    max_depth: int = 1,
-    max_concurrency: int = 16,
-    max_llm_calls: int | None = None,
-    max_tokens: int | None = None,
-    max_cost: float | None = None,
-    timeout: float | None = None,
-    logger: Any = None,
-    verbose: bool = False,
-    on_event: EventHandler | None = None,
+    config: RLMConfig | None = None,
     *,
     llm: Any = None,
     sub_llm: Any = None,
-    max_output_chars: int = 20_000,
-    system_prompt: str | None = None,
-    tools: dict[str, HostFunction] | None = None,
-    tools_doc: str = "",
     review_code: bool = False,
     retry_policy: RetryPolicy | None | Literal["default"] = "default",
     on_error: Literal["raise", "status"] = "raise",
+    **options: Any,
 ) -> RLMStateGraph:
     """The RLM loop as an uncompiled ``StateGraph`` (``generate`` -> ``execute`` ->
     ``check_final`` -> ``generate`` | END).
 
-    Takes the keywords of ``RLM(...)``; ``llm`` / ``sub_llm`` are LangChain chat models
-    used instead of ``backend`` / ``sub_backend`` (``backend_kwargs`` /
-    ``sub_backend_kwargs`` then go to ``LangChainClient``). ``review_code=True`` pauses
-    before each ``execute`` with ``interrupt()`` so a person can approve or edit the code
-    (see :mod:`rlm_integrations.langgraph.review`). ``retry_policy`` applies to
-    ``generate``; ``on_error`` says what happens when it gives up (module docstring).
+    Takes the options of ``RLM(...)`` (:class:`~rlm_engine.config.RLMConfig`, flat by name,
+    or a ready ``config``); ``llm`` / ``sub_llm`` are LangChain chat models used as
+    ``backend`` / ``sub_backend`` (``backend_kwargs`` / ``sub_backend_kwargs`` then go to
+    ``LangChainClient``). ``review_code=True`` pauses before each ``execute`` with
+    ``interrupt()`` so a person can approve or edit the code (see
+    :mod:`rlm_integrations.langgraph.review`). ``retry_policy`` applies to ``generate``;
+    ``on_error`` says what happens when it gives up (module docstring).
 
     Compile it yourself, e.g. ``graph.compile(checkpointer=SqliteSaver(conn))``, and call
     it with ``{"context": ..., "query": ...}``; the output has ``final_answer``,
-    ``status``, ``usage`` and ``history``.
+    ``status``, ``usage`` and ``history``. The configuration is ``graph.rlm_config``.
     """
     if on_error not in ("raise", "status"):
         raise ValueError(f"on_error must be 'raise' or 'status', got {on_error!r}")
-    config = RLMConfig(
-        backend=llm if llm is not None else backend,
-        backend_kwargs=backend_kwargs,
-        sub_backend=sub_llm if sub_llm is not None else sub_backend,
-        sub_backend_kwargs=sub_backend_kwargs,
-        environment=environment,
-        environment_kwargs=environment_kwargs,
-        max_iterations=max_iterations,
-        max_depth=max_depth,
-        max_concurrency=max_concurrency,
-        max_llm_calls=max_llm_calls,
-        max_tokens=max_tokens,
-        max_cost=max_cost,
-        timeout=timeout,
-        max_output_chars=max_output_chars,
-        system_prompt=system_prompt,
-        tools=dict(tools or {}),
-        tools_doc=tools_doc,
-    )
+    for name, model in (("backend", llm), ("sub_backend", sub_llm)):
+        if model is not None:
+            if name in options:
+                raise TypeError(
+                    f"Pass {name}= or {'llm' if name == 'backend' else 'sub_llm'}=, not both"
+                )
+            options[name] = model
+    config = make_config(config, **options)
     policy = default_retry_policy() if retry_policy == "default" else retry_policy
     steps = RLMSteps(
         config,
-        logger=logger,
-        on_event=event_handler(on_event, verbose=verbose),
         review_code=review_code,
         on_error=on_error,
         max_attempts=policy.max_attempts if policy is not None else 1,
     )
     graph = RLMStateGraph(RLMGraphState, input_schema=RLMInput, output_schema=RLMOutput)
-    graph.recursion_limit = recursion_limit_for(max_iterations)
+    graph.recursion_limit = recursion_limit_for(config.run.max_iterations)
+    graph.rlm_config = config
     graph.add_node(
         "generate",
         RunnableLambda(steps.generate, steps.agenerate, name="generate"),

@@ -27,7 +27,9 @@ from typing import Any, TypeVar
 
 from langgraph.types import Overwrite
 
-from rlm_engine.session import EventHandler, RLMConfig, RLMSession, RLMState, RunResources
+from rlm_engine.config import EventHandler, RLMConfig
+from rlm_engine.resources import RunResources
+from rlm_engine.session import RLMSession, RLMState
 from rlm_engine.usage import Usage
 
 T = TypeVar("T")
@@ -218,9 +220,10 @@ class SessionRegistry:
         rows = list(state.get("usage_records") or [])
         shared.usage.records.extend(Usage.from_dict({"records": rows}).records)
         shared.budget.calls_started = len(rows)
-        if config.timeout:  # the deadline counts from the run's start, not the rebuild
+        run_timeout = config.run.run_timeout
+        if run_timeout:  # the deadline counts from the run's start, not the rebuild
             elapsed = time.time() - rlm_state.started_at
-            shared.budget.deadline = time.monotonic() + config.timeout - elapsed
+            shared.budget.deadline = time.monotonic() + run_timeout - elapsed
         try:
             session = await RLMSession.open(
                 config, state["context"], rlm_state.query, shared=shared, state=rlm_state

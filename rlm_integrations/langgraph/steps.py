@@ -23,7 +23,9 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Overwrite, interrupt
 
-from rlm_engine.session import EventHandler, RLMConfig, RLMSession
+from rlm_engine.config import EventHandler, RLMConfig
+from rlm_engine.display import event_handler
+from rlm_engine.session import RLMSession
 from rlm_integrations.langgraph.review import apply_review, review_request
 from rlm_integrations.langgraph.runtime import (
     REGISTRY,
@@ -47,15 +49,13 @@ class RLMSteps:
         self,
         config: RLMConfig,
         *,
-        logger: Any,
-        on_event: EventHandler | None,
         review_code: bool,
         on_error: Literal["raise", "status"],
         max_attempts: int,
     ) -> None:
         self.config = config
-        self.logger = logger
-        self.on_event = on_event
+        # The configured callback and verbose printer; the stream writer comes on top.
+        self.on_event = event_handler(config.observe.on_event, verbose=config.observe.verbose)
         self.review_code = review_code
         self.on_error = on_error
         self.max_attempts = max_attempts
@@ -87,17 +87,14 @@ class RLMSteps:
 
     # -- helpers that must run in the node's own context ---------------------------------
     def _emitter(self, runtime: Runtime) -> EventHandler:
-        """Engine progress events -> ``stream_mode="custom"`` (and the user's handler)."""
+        """Engine progress events -> ``stream_mode="custom"``."""
         writer = runtime.stream_writer
-        user = self.on_event
         # LangGraph's writer reads the node's config from a context variable; sub-call
         # events are emitted from tasks the REPL thread started, which lack it.
         node_context = contextvars.copy_context()
 
         def emit(event: dict[str, Any]) -> None:
             node_context.copy().run(writer, dict(event))
-            if user is not None:
-                user(event)
 
         return emit
 
@@ -117,14 +114,14 @@ class RLMSteps:
         self, state: Mapping[str, Any], emit: EventHandler, attempt: int
     ) -> dict[str, Any]:
         if _starts_new_run(state):
-            session, updates = await REGISTRY.start_run(self.config, state, logger=self.logger)
+            session, updates = await REGISTRY.start_run(self.config, state)
             view = {**state, **{k: v for k, v in updates.items() if not isinstance(v, Overwrite)}}
             view["history"], view["usage_records"] = [], []
         else:
             session = await self._session(state, emit)
             updates, view = {}, state
         _sync(session, view)
-        session.shared.on_event = emit
+        session.shared.on_event = event_handler(self.on_event, emit)
         mark = len(view.get("usage_records") or [])
         try:
             text = await session.within_deadline(session.generate())
@@ -147,7 +144,7 @@ class RLMSteps:
     async def _execute(self, state: Mapping[str, Any], emit: EventHandler) -> dict[str, Any]:
         session = await self._session(state, emit)
         _sync(session, state)
-        session.shared.on_event = emit
+        session.shared.on_event = event_handler(self.on_event, emit)
         mark = len(state.get("usage_records") or [])
         response = state.get("pending_response")
         if response is None:
@@ -176,7 +173,7 @@ class RLMSteps:
     async def _check_final(self, state: Mapping[str, Any], emit: EventHandler) -> dict[str, Any]:
         session = await self._session(state, emit)
         _sync(session, state)
-        session.shared.on_event = emit
+        session.shared.on_event = event_handler(self.on_event, emit)
         mark = len(state.get("usage_records") or [])
         if not session.check_final():
             return {}
@@ -193,7 +190,7 @@ class RLMSteps:
         return updates | _usage_updates(session, mark)
 
     async def _session(self, state: Mapping[str, Any], emit: EventHandler) -> RLMSession:
-        return await REGISTRY.session_for(self.config, state, logger=self.logger, on_event=emit)
+        return await REGISTRY.session_for(self.config, state, on_event=emit)
 
 
 def _attempt(runtime: Runtime) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
@@ -16,12 +15,11 @@ from langchain_core.tools import tool
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
+from rlm_engine.clients.configured import make_clients
 from rlm_engine.scripted import Fault, Request, ScriptedModel
 from rlm_engine.scripted.server import ScriptedServer
 from rlm_engine.scripted.skills.langchain import install
 from rlm_integrations.langchain import RLMChatModel, RLMError, ScriptedChatModel
-from rlm_integrations.langchain import chat_model as chat_model_module
-from rlm_integrations.langchain.client import LangChainClient
 
 NEEDLE = "The secret code is 4729."
 
@@ -212,13 +210,12 @@ async def test_inner_tokens_do_not_leak_into_graph_messages(
 ) -> None:
     from langgraph.graph import START, MessagesState, StateGraph
 
-    if leak:  # proves the test can see a leak: untagged inner calls do stream
-        patched = functools.partial(LangChainClient, stream_tokens=True)
-        monkeypatch.setattr(chat_model_module, "LangChainClient", patched)
+    # The control proves the test can see a leak: untagged inner calls do stream.
     llm = RLMChatModel(
         llm=ScriptedChatModel(model="scripted-root", scripted=model),
         sub_llm=ScriptedChatModel(model="scripted-sub", scripted=model),
         max_iterations=8,
+        backend_kwargs={"stream_tokens": True} if leak else None,
     )
 
     async def rlm_node(state: MessagesState) -> dict[str, Any]:
@@ -455,10 +452,10 @@ def test_logger_records_the_trajectory(llm: RLMChatModel, tmp_path: Any) -> None
 async def test_explicit_api_key_means_openai(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("OPENAI_API_KEY", "RLM_API_URL", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
-    root, _ = RLMChatModel(model="gpt-5-mini", api_key="sk-x")._clients(None)
-    local, _ = RLMChatModel(model="gpt-5-mini")._clients(None)
+    root, _ = make_clients(RLMChatModel(model="gpt-5-mini", api_key="sk-x").engine_config())
+    local, _ = make_clients(RLMChatModel(model="gpt-5-mini").engine_config())
     try:
-        assert root.base_url == "https://api.openai.com/v1"
+        assert str(root._async.base_url) == "https://api.openai.com/v1/"  # type: ignore[attr-defined]
         assert local.base_url == "http://localhost:8080/v1"  # the engine's keyless default
     finally:
         await root.aclose()

@@ -36,10 +36,10 @@ def main() -> None:
 
     replayed: list[dict] = []
     graph = build_rlm_graph(
-        "openai",
-        model("scripted-root"),
-        "openai",
-        model("scripted-sub"),
+        backend="openai",
+        backend_kwargs=model("scripted-root"),
+        sub_backend="openai",
+        sub_backend_kwargs=model("scripted-sub"),
         max_iterations=6,
         on_event=lambda e: replayed.append(e) if e.get("replayed") else None,
     )

@@ -80,7 +80,7 @@ def test_on_error_status_ends_the_run_like_rlm_completion(
 def test_timeout_maps_to_the_engine_budget(graph_kwargs, haystack, scripted_server):
     scripted_server.set_latency(5.0, model="scripted-root")
     out = (
-        build_rlm_graph(**graph_kwargs, timeout=0.5)
+        build_rlm_graph(**graph_kwargs, run_timeout=0.5)
         .compile()
         .invoke({"context": haystack, "query": QUESTION})
     )

@@ -60,10 +60,10 @@ def test_state_schema_is_typed_and_documented():
 
 def test_invoke_answers_like_rlm_completion(graph_kwargs, haystack, scripted_server):
     engine = RLM(
-        graph_kwargs["backend"],
-        graph_kwargs["backend_kwargs"],
-        graph_kwargs["sub_backend"],
-        graph_kwargs["sub_backend_kwargs"],
+        backend=graph_kwargs["backend"],
+        backend_kwargs=graph_kwargs["backend_kwargs"],
+        sub_backend=graph_kwargs["sub_backend"],
+        sub_backend_kwargs=graph_kwargs["sub_backend_kwargs"],
     ).completion(haystack, QUESTION)
     engine_requests = scripted_server.stats.requests
     scripted_server.reset_stats()

@@ -1,0 +1,79 @@
+"""The root and sub LM clients an :class:`~rlm_engine.config.RLMConfig` describes.
+
+One place turns the ``models`` and ``reply`` options into client keyword arguments, so
+``RLM``, the LangGraph graph, the CLI and the LangChain chat model build identical clients
+from identical options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_engine.clients import make_client
+from rlm_engine.clients.base import LMClient
+from rlm_engine.config import RLMConfig
+
+
+def client_kwargs(config: RLMConfig, *, sub: bool = False) -> dict[str, Any]:
+    """Keyword arguments of the root (or sub) client of a backend given by name.
+
+    Typed options first, then ``backend_kwargs`` (``sub_backend_kwargs`` for the sub
+    client when given), which win: they are the escape hatch for provider specifics.
+    """
+    m, r = config.models, config.reply
+    kw: dict[str, Any] = {}
+    model = (m.sub_model or m.model) if sub else m.model
+    if model:
+        kw["model_name"] = model
+    typed = {
+        "base_url": m.base_url,
+        "api_key": m.api_key,
+        "temperature": m.temperature,
+        "max_tokens": r.max_tokens,
+        "timeout": r.timeout,
+        "max_retries": r.max_retries,
+    }
+    kw.update({k: v for k, v in typed.items() if v is not None})
+    extra = m.sub_backend_kwargs if sub and m.sub_backend_kwargs is not None else m.backend_kwargs
+    return {**kw, **(extra or {})}
+
+
+def _object_kwargs(config: RLMConfig, *, sub: bool) -> dict[str, Any]:
+    """A ready model object keeps its own settings: only a model name and the explicit
+    backend kwargs reach its adapter (e.g. a LangChain chat model's ``model_name``)."""
+    m = config.models
+    kw: dict[str, Any] = {}
+    model = (m.sub_model or m.model) if sub else m.model
+    if model:
+        kw["model_name"] = model
+    extra = m.sub_backend_kwargs if sub and m.sub_backend_kwargs is not None else m.backend_kwargs
+    return {**kw, **(extra or {})}
+
+
+def _build(backend: Any, config: RLMConfig, *, sub: bool) -> LMClient:
+    if isinstance(backend, LMClient):
+        model = config.models.sub_model if sub else config.models.model
+        if model and model != backend.model_name:
+            raise ValueError(
+                f"{'sub_model' if sub else 'model'}={model!r} cannot change a ready "
+                f"{type(backend).__name__}: configure the client with that model, or give "
+                f"the backend by name."
+            )
+        return backend
+    if isinstance(backend, str):
+        return make_client(backend, client_kwargs(config, sub=sub))
+    return make_client(backend, _object_kwargs(config, sub=sub))
+
+
+def make_clients(config: RLMConfig) -> tuple[LMClient, LMClient]:
+    """The root client and the sub-call client (the root client itself unless the config
+    names another sub backend, sub model or sub-client kwargs)."""
+    m = config.models
+    root = _build(m.backend, config, sub=False)
+    if m.sub_backend is None and not m.sub_model and not m.sub_backend_kwargs:
+        return root, root
+    backend = m.sub_backend if m.sub_backend is not None else m.backend
+    return root, _build(backend, config, sub=True)
+
+
+__all__ = ["client_kwargs", "make_clients"]

@@ -1,0 +1,84 @@
+"""One chat-model call as an RLM request: pure, no I/O.
+
+``RLMChatModel`` builds the request (context, query, tools, schema) from LangChain's
+messages and call arguments here, then runs it; keeping the build pure lets it be tested
+alone and keeps the chat model's hooks to "build, run, convert".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from rlm_engine.environments import HostFunction
+from rlm_integrations.langchain.messages import split_messages
+from rlm_integrations.langchain.structured import OutputSchema
+from rlm_integrations.langchain.tools import ToolCallRequests, normalize_tool_choice, repl_tools
+
+TASK_IN_CONTEXT = "The task is stated inside the context; find it and complete it."
+#: Call arguments the chat model understands (``invoke(msgs, context=doc)``, bound tools...).
+CALL_KWARGS = frozenset(
+    {"context", "model", "tools", "tool_choice", "response_format", "repl_tools"}
+)
+#: Call arguments LangChain passes that change nothing here.
+IGNORED_KWARGS = frozenset({"stream", "strict", "parallel_tool_calls"})
+
+
+@dataclass
+class RLMRequest:
+    """What one call asks of the RLM."""
+
+    context: Any
+    query: str | None
+    #: A per-call model name (``invoke(..., model=...)``), else the configured one.
+    model: str | None = None
+    tools: dict[str, HostFunction] = field(default_factory=dict)
+    tools_doc: str = ""
+    schema: OutputSchema | None = None
+    tool_calls: ToolCallRequests | None = None
+
+
+def rlm_request(
+    messages: Sequence[BaseMessage],
+    kwargs: dict[str, Any],
+    default_context: Any,
+    max_query_chars: int,
+) -> RLMRequest:
+    """The RLM request for ``messages`` and the call's ``kwargs``.
+
+    Raises ``TypeError`` for call arguments the chat model does not understand, so a typo
+    is not silently ignored.
+    """
+    unknown = set(kwargs) - CALL_KWARGS - IGNORED_KWARGS
+    if unknown:
+        raise TypeError(
+            f"RLMChatModel got unexpected call arguments {sorted(unknown)}; "
+            f"supported: {sorted(CALL_KWARGS)}"
+        )
+    rlm_in = split_messages(
+        list(messages), kwargs.get("context", default_context), max_query_chars=max_query_chars
+    )
+    request = RLMRequest(context=rlm_in.context, query=rlm_in.query, model=kwargs.get("model"))
+    docs: list[str] = []
+    if kwargs.get("tools"):
+        specs = [t.get("function", t) for t in kwargs["tools"]]
+        choice = normalize_tool_choice(kwargs.get("tool_choice"), [s["name"] for s in specs])
+        request.tool_calls = ToolCallRequests(specs, choice)
+        host = request.tool_calls.host_function()
+        request.tools[host.name] = host
+        docs.append(request.tool_calls.doc())
+    if kwargs.get("repl_tools"):
+        tool_fns, doc = repl_tools(kwargs["repl_tools"])
+        request.tools.update(tool_fns)
+        docs.append(doc)
+    request.tools_doc = "\n".join(docs)
+    if kwargs.get("response_format"):
+        request.schema = OutputSchema.from_response_format(kwargs["response_format"])
+        request.query = f"{request.query or TASK_IN_CONTEXT}\n\n{request.schema.instructions()}"
+    return request
+
+
+__all__ = ["CALL_KWARGS", "IGNORED_KWARGS", "TASK_IN_CONTEXT", "RLMRequest", "rlm_request"]
