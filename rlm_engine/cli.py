@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--query", "-q", help="the question (omit when the task is inside the context)"
     )
-    add_option_flags(run, BACKENDS)
+    add_option_flags(run, list(BACKENDS))
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     run.add_argument(

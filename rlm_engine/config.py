@@ -210,7 +210,10 @@ def options() -> dict[str, OptionInfo]:
     for group, cls in GROUPS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            if f.default_factory is not dataclasses.MISSING:
+                default: Any = f.default_factory()
+            else:
+                default = f.default
             out[f.name] = OptionInfo(f.name, group, default, hints[f.name], f.metadata["doc"])
     return out
 

@@ -22,7 +22,9 @@ from rlm_engine import prompts
 from rlm_engine.clients import LMClient
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.environments import Environment, make_environment
-from rlm_engine.parsing import find_code_blocks, find_final, truncate_output
+from rlm_engine.feedback import block_feedback, capped_block, turn_feedback
+from rlm_engine.parsing import find_code_blocks, find_final
+from rlm_engine.partial_answer import PARTIAL_ANSWER_NAMES, best_partial_answer
 from rlm_engine.replay import RecordedAnswers, replay_cells
 from rlm_engine.resources import RunResources
 from rlm_engine.state import RLMResult, RLMState
@@ -31,8 +33,6 @@ from rlm_engine.types import CodeBlockResult, Iteration, LMResponse
 from rlm_engine.usage import UsageTotals
 
 T = TypeVar("T")
-PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
-_PEEK_SECONDS = 5.0  # how long finish() waits for a REPL variable
 
 
 class RLMSession:
@@ -200,7 +200,15 @@ class RLMSession:
             response=response,
             code_blocks=blocks,
             final_answer=final,
-            feedback="" if final is not None else self._feedback(blocks, note, index),
+            feedback=""
+            if final is not None
+            else turn_feedback(
+                blocks,
+                note,
+                index,
+                self.config.run.max_iterations - index,
+                self.config.repl.max_output_chars,
+            ),
             input_tokens=meta.get("input_tokens", 0),
             output_tokens=meta.get("output_tokens", 0),
             cost=meta.get("cost"),
@@ -240,18 +248,6 @@ class RLMSession:
             return None, prompts.NO_CODE_MESSAGE
         return None, None
 
-    def _feedback(self, blocks: list[CodeBlockResult], note: str | None, index: int) -> str:
-        """The next user turn: the blocks' capped output, a note, and the turns left."""
-        # Each block is capped, and so is their sum: the limit is per turn, not per block.
-        outputs = "\n\n".join(self._block_feedback(i, b) for i, b in enumerate(blocks, 1))
-        feedback_parts = (
-            [truncate_output(outputs, self.config.repl.max_output_chars)] if blocks else []
-        )
-        if note is not None:
-            feedback_parts.append(note)
-        remaining = self.config.run.max_iterations - index
-        return prompts.repl_feedback(feedback_parts, index, remaining)
-
     def _append_iteration(self, it: Iteration) -> None:
         """Add a finished iteration to the state, the run log and the event stream."""
         st = self.state
@@ -269,38 +265,16 @@ class RLMSession:
         self.shared.emit("code_start", depth=self.depth, iteration=index, code=code)
         with self.subcalls.collecting() as calls:
             r = await self.env.execute(code, timeout=self.shared.budget.clamp(self.env.timeout))
-        limit = self.config.repl.max_output_chars
-        result = CodeBlockResult(
-            code=code,
-            stdout=truncate_output(r.stdout, limit),
-            stderr=truncate_output(r.stderr, limit // 2),
-            error=truncate_output(r.error, limit // 2) if r.error else None,
-            final=r.final,
-            timed_out=r.timed_out,
-            crashed=r.crashed,
-            duration=r.duration,
-            subcalls=calls,
-        )
+        result = capped_block(code, r, calls, self.config.repl.max_output_chars)
         self.shared.emit(
             "code_end",
             depth=self.depth,
             iteration=index,
             code=code,
-            output=self._block_feedback(0, result),
+            output=block_feedback(0, result, self.config.repl.max_output_chars),
             subcalls=len(calls),
         )
         return result
-
-    def _block_feedback(self, i: int, b: CodeBlockResult) -> str:
-        parts = [b.stdout.rstrip()] if b.stdout.strip() else []
-        if b.stderr.strip():
-            parts.append(f"[stderr]\n{b.stderr.rstrip()}")
-        if b.error:
-            parts.append(f"[error]\n{b.error}")
-        body = "\n".join(parts) if parts else "(no output)"
-        header = f"[block {i}]" if i else ""
-        text = f"{header}\n{body}" if header else body
-        return truncate_output(text, self.config.repl.max_output_chars)
 
     # -- step 3: check_final ----------------------------------------------------------------
     def check_final(self) -> bool:
@@ -326,9 +300,11 @@ class RLMSession:
             st.status = "error"
             st.error = st.error or "The run ended before reaching a final answer."
         if st.status == "timeout" and st.error is None:
-            st.error = f"The completion ran past its run_timeout of {self.shared.budget.run_timeout:g} s."
+            st.error = (
+                f"The completion ran past its run_timeout of {self.shared.budget.run_timeout:g} s."
+            )
         if st.status != "final" and st.partial_answer is None:
-            st.partial_answer = await self._best_partial_answer()
+            st.partial_answer = await best_partial_answer(self)
         result = RLMResult(
             response=st.final_answer if st.status == "final" else None,
             status=st.status,
@@ -351,46 +327,6 @@ class RLMSession:
             response=result.answer,
         )
         return result
-
-    async def _best_partial_answer(self) -> str | None:
-        st = self.state
-        if (
-            st.status == "max_iterations"
-            and self.config.run.final_answer_on_max_iterations
-            and not self.shared.budget.timed_out()
-            and self.shared.budget.reserve() is None
-        ):
-            msgs = st.messages() + [{"role": "user", "content": prompts.FINAL_ANSWER_REQUEST}]
-            try:
-                resp = await self.root_client.acomplete(
-                    msgs,
-                    model=self.root_model,
-                    timeout=self.shared.budget.clamp(self.config.reply.timeout),
-                )
-            except Exception:
-                resp = None
-            if resp is not None:
-                self.record_usage(resp, role="root")
-                directive = find_final(resp.text)
-                if directive and directive.kind == "FINAL":
-                    return directive.value
-                if directive:
-                    found, value = await self._peek(directive.value)
-                    if found:
-                        return value
-                return resp.text.strip() or None
-        for name in PARTIAL_ANSWER_NAMES:
-            found, value = await self._peek(name)
-            if found:
-                return value
-        return None
-
-    async def _peek(self, name: str) -> tuple[bool, str]:
-        """A REPL variable, if the REPL answers soon: after a timeout it may still be busy."""
-        try:
-            return await asyncio.wait_for(self.env.get_variable(name), _PEEK_SECONDS)
-        except Exception:
-            return False, ""
 
     async def within_deadline(self, step: Awaitable[T]) -> T | None:
         """Await one step under the completion's wall-clock timeout.
@@ -443,3 +379,6 @@ async def run(session: RLMSession) -> RLMResult:
         if response is not None:
             await session.within_deadline(session.execute(response))
     return await session.finish()
+
+
+__all__ = ["PARTIAL_ANSWER_NAMES", "RLMResult", "RLMSession", "RLMState", "run"]

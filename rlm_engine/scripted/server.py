@@ -364,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size_line = self.rfile.readline(1024).split(b";")[0].strip()
                 size = int(size_line, 16)

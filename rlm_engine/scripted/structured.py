@@ -38,8 +38,7 @@ def structured_reply(req: Request, answer: str) -> Reply | None:
 
 def forced_tool(req: Request) -> tuple[str, dict[str, Any]] | None:
     """``(name, parameters schema)`` of the tool the request forces, if any."""
-    tools = [_tool_spec(t) for t in req.tools or []]
-    tools = [t for t in tools if t is not None]
+    tools = [spec for spec in map(_tool_spec, req.tools or []) if spec is not None]
     if not tools:
         return None
     choice = req.tool_choice

@@ -336,6 +336,7 @@ def anthropic_stream(
     start["usage"] = {"input_tokens": usage[0], "output_tokens": 1}
     yield "message_start", {"type": "message_start", "message": start}
     for index, block in enumerate(_anthropic_blocks(reply)):
+        first: dict[str, Any]
         if block["type"] == "text":
             first = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in text_pieces(block["text"])]

@@ -9,7 +9,7 @@ in :data:`NOT_FIELDS` which options have no field, and why.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -68,6 +68,14 @@ def engine_options_model() -> type[BaseModel]:
     )
 
 
-RLMEngineOptions = engine_options_model()
+if TYPE_CHECKING:  # the fields are generated at import; type checkers see a plain model
+
+    class RLMEngineOptions(BaseModel):
+        """RLMChatModel fields generated from rlm_engine.config.RLMConfig."""
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    RLMEngineOptions = engine_options_model()
 
 __all__ = ["DECLARED", "NOT_FIELDS", "RLMEngineOptions", "generated_options"]

@@ -78,7 +78,8 @@ class RLMNode(RunnableLambda):
         if self.query_key is not None:
             query = state.get(self.query_key)
         else:
-            query = _last_human_text(state.get(self.messages_key) or [])
+            messages = state.get(self.messages_key) if self.messages_key is not None else None
+            query = _last_human_text(messages or [])
             if query is None:
                 raise ValueError(
                     f"RLMNode: no human message in state[{self.messages_key!r}] to use as "

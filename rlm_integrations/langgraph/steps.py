@@ -119,7 +119,7 @@ class RLMSteps:
             view["history"], view["usage_records"] = [], []
         else:
             session = await self._session(state, emit)
-            updates, view = {}, state
+            updates, view = {}, dict(state)
         _sync(session, view)
         session.shared.on_event = event_handler(self.on_event, emit)
         mark = len(view.get("usage_records") or [])
