@@ -77,7 +77,7 @@ def main() -> None:
     with backend() as kwargs, tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "rlm.sqlite"
         conn = sqlite3.connect(db, check_same_thread=False)
-        graph = build_rlm_graph("openai", sub_backend="openai", max_iterations=10, **kwargs)
+        graph = build_rlm_graph(backend="openai", max_iterations=10, **kwargs)
         app = graph.compile(checkpointer=SqliteSaver(conn))
         print(app.get_graph().draw_mermaid())
 
