@@ -37,6 +37,16 @@ EventHandler = Callable[[dict[str, Any]], None]
 DEFAULT_MAX_ITERATIONS = 30
 DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_MAX_OUTPUT_CHARS = 20_000
+#: Default budgets of one completion: far above what a normal run uses (the quickstart uses
+#: 44 calls and 0.5 M tokens), low enough that a runaway run (a newcomer's 300 MB file made
+#: 6,302 calls and 78.9 M tokens) stops with status "budget" instead of billing on. Raise
+#: them, or pass None to remove one.
+DEFAULT_MAX_LLM_CALLS = 1_000
+DEFAULT_MAX_TOTAL_TOKENS = 20_000_000
+DEFAULT_MAX_COST = 25.0
+#: Default bound of one LM request, retries apart: a stalled or trickling server cannot
+#: hold a call longer than this (generous for long reasoning replies).
+DEFAULT_REQUEST_TIMEOUT = 300.0
 
 
 def option(default: Any = None, doc: str = "", *, factory: Any = None) -> Any:
@@ -94,7 +104,8 @@ class ReplyLimits:
         None, "cap on the tokens of each LM reply (not the run: see max_total_tokens)"
     )
     timeout: float | None = option(
-        None, "seconds one LM request may take, retries apart (not the run: see run_timeout)"
+        DEFAULT_REQUEST_TIMEOUT,
+        "seconds one LM request may take, retries apart (not the run: see run_timeout)",
     )
     max_retries: int | None = option(
         None, "retries of a failed LM request (default: the client's own, 3 for openai)"
@@ -115,9 +126,15 @@ class RunLimits:
         1, "recursion depth: 1 makes rlm_query a plain sub-LM call, 2 lets it start child RLMs"
     )
     max_concurrency: int = option(DEFAULT_MAX_CONCURRENCY, "sub-calls in flight at once")
-    max_llm_calls: int | None = option(None, "budget: LM calls in the whole run")
-    max_total_tokens: int | None = option(None, "budget: tokens in the whole run")
-    max_cost: float | None = option(None, "budget: cost in USD of the whole run")
+    max_llm_calls: int | None = option(
+        DEFAULT_MAX_LLM_CALLS, "budget: LM calls in the whole run (None: no limit)"
+    )
+    max_total_tokens: int | None = option(
+        DEFAULT_MAX_TOTAL_TOKENS, "budget: tokens in the whole run (None: no limit)"
+    )
+    max_cost: float | None = option(
+        DEFAULT_MAX_COST, "budget: cost in USD of the whole run, where prices are known"
+    )
     run_timeout: float | None = option(None, "wall-clock seconds for the whole completion")
     final_answer_on_max_iterations: bool = option(
         True, "when turns run out, ask the root once more for its best answer"
