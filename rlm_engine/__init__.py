@@ -1,6 +1,7 @@
 """Recursive Language Models: answer queries over contexts far larger than a model window."""
 
 from rlm_engine.config import (
+    History,
     Models,
     Observability,
     Repl,
@@ -20,6 +21,7 @@ __all__ = [
     "RLM",
     "CodeBlockResult",
     "Environment",
+    "History",
     "HostFunction",
     "Iteration",
     "LMResponse",

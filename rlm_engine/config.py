@@ -11,6 +11,7 @@ The groups:
 - :class:`RunLimits` - limits of the WHOLE completion, children included
   (``max_total_tokens``, ``run_timeout``, ``max_cost``, ...);
 - :class:`Repl` - where model-written code runs and what the root is told about it;
+- :class:`History` - how the root's growing history is kept inside its window;
 - :class:`Observability` - where the run is recorded and shown.
 
 One vocabulary: a per-reply limit and a whole-run limit never share a name (``max_tokens``
@@ -178,6 +179,29 @@ class Repl:
 
 
 @dataclass(frozen=True)
+class History:
+    """How the root's growing history is kept inside its window."""
+
+    root_context_window: int | None = option(
+        None, "the root model's input window in tokens (default: known models, else the client's)"
+    )
+    compaction_threshold: float = option(
+        0.8, "compact the root's history when its prompt passes this share of the window"
+    )
+    keep_last_iterations: int = option(
+        2, "iterations kept verbatim when older ones are folded into a summary"
+    )
+
+    def __post_init__(self) -> None:
+        _at_least("root_context_window", self.root_context_window, 1)
+        if not 0 < self.compaction_threshold <= 1:
+            raise ValueError(
+                f"compaction_threshold must be in (0, 1], got {self.compaction_threshold!r}"
+            )
+        _at_least("keep_last_iterations", self.keep_last_iterations, 0)
+
+
+@dataclass(frozen=True)
 class Observability:
     """Where a run is recorded and shown."""
 
@@ -192,6 +216,7 @@ GROUPS: dict[str, type] = {
     "reply": ReplyLimits,
     "run": RunLimits,
     "repl": Repl,
+    "history": History,
     "observe": Observability,
 }
 
@@ -254,7 +279,7 @@ def unknown_option_error(names: Any, where: str = "RLMConfig") -> TypeError:
 
 @dataclass(frozen=True, init=False)
 class RLMConfig:
-    """Everything that defines an RLM: five groups, also settable flat by option name.
+    """Everything that defines an RLM: six groups, also settable flat by option name.
 
     ``RLMConfig(max_iterations=10, environment="docker")`` and
     ``RLMConfig(run=RunLimits(max_iterations=10), repl=Repl(environment="docker"))`` are
@@ -267,6 +292,7 @@ class RLMConfig:
     reply: ReplyLimits
     run: RunLimits
     repl: Repl
+    history: History
     observe: Observability
 
     def __init__(
@@ -276,10 +302,18 @@ class RLMConfig:
         reply: ReplyLimits | None = None,
         run: RunLimits | None = None,
         repl: Repl | None = None,
+        history: History | None = None,
         observe: Observability | None = None,
         **options: Any,
     ) -> None:
-        given = {"models": models, "reply": reply, "run": run, "repl": repl, "observe": observe}
+        given = {
+            "models": models,
+            "reply": reply,
+            "run": run,
+            "repl": repl,
+            "history": history,
+            "observe": observe,
+        }
         for name, value in given.items():
             if value is not None and not isinstance(value, GROUPS[name]):
                 raise TypeError(
@@ -340,6 +374,7 @@ __all__ = [
     "GROUPS",
     "OPTION_GROUP",
     "EventHandler",
+    "History",
     "Models",
     "Observability",
     "OptionInfo",

@@ -6,6 +6,7 @@ from typing import Any
 
 from rlm_engine.aio import run_sync
 from rlm_engine.config import EventHandler, RLMConfig, make_config
+from rlm_engine.conversation import Conversation
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
 
@@ -32,6 +33,16 @@ class RLM:
     def logger(self) -> Any:
         """The configured trajectory logger (``RLMConfig.observe.logger``)."""
         return self.config.observe.logger
+
+    def conversation(
+        self, context: Any = None, *, on_event: EventHandler | None = None
+    ) -> Conversation:
+        """A conversation over ``context``: one REPL that outlives each turn.
+
+        ``with rlm.conversation(doc) as conv: conv.send("q1"); conv.send("q2")`` (or
+        ``async with`` and ``await conv.asend(...)``); see :mod:`rlm_engine.conversation`.
+        """
+        return Conversation(self.config, context, on_event=on_event)
 
     async def open_session(
         self, context: Any, query: str | None = None, *, on_event: EventHandler | None = None

@@ -1,0 +1,100 @@
+"""What fits in a model's window: known window sizes, prompt size estimates, and the
+errors providers answer with when a prompt does not fit.
+
+The root history grows with every iteration; compaction (``rlm_engine.compaction``)
+needs to know, before a call, whether the prompt will fit, and after a failed call,
+whether it failed because it did not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from rlm_engine.types import Message
+
+#: Input windows in tokens, by model-name prefix (the longest matching prefix wins).
+#: Providers publish these; a model not listed falls back to the client's own estimate.
+KNOWN_WINDOWS: dict[str, int] = {
+    "gpt-5": 272_000,  # input tokens of the 400k window (128k are reserved for output)
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "claude-opus-4": 200_000,
+    "claude-sonnet-4": 200_000,
+    "claude-haiku-4": 200_000,
+    "claude-3-5": 200_000,
+    "claude-3-7": 200_000,
+    "gemini-2.5": 1_048_576,
+}
+#: Characters per token of the estimate used when no tokenizer is installed: English
+#: prose and code average 3.5-4.5 with the OpenAI and Anthropic tokenizers; the low end
+#: keeps the estimate on the safe side.
+CHARS_PER_TOKEN = 3.5
+#: Tokens a chat format adds per message (role markers and separators).
+TOKENS_PER_MESSAGE = 4
+
+# How providers say a prompt does not fit: OpenAI ("context_length_exceeded", "maximum
+# context length is N tokens"), Anthropic ("prompt is too long: N tokens > M maximum"),
+# vLLM ("This model's maximum context length is N tokens"), llama.cpp ("the request exceeds
+# the available context size", "exceed_context_size_error"), LiteLLM
+# (ContextWindowExceededError), Ollama ("input length exceeds the context length").
+_OVERFLOW = re.compile(
+    r"context_length_exceeded|maximum context length|prompt is too long|"
+    r"exceeds? (the )?(available )?context|context window|exceed_context_size|"
+    r"input length exceeds|too many tokens|reduce the length of the messages|"
+    r"ContextWindowExceeded",
+    re.IGNORECASE,
+)
+
+
+def known_window(model: str | None) -> int | None:
+    """The input window of ``model`` in tokens, if it is a known model."""
+    if not model:
+        return None
+    name = model.rsplit("/", 1)[-1].lower()  # "openai/gpt-5-mini", "anthropic/claude-..."
+    best: tuple[str, int] | None = None
+    for prefix, window in KNOWN_WINDOWS.items():
+        if name.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, window)
+    return best[1] if best else None
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """Tokens of a chat prompt, estimated from its characters (on the high side)."""
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    return int(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+
+
+def is_context_overflow(error: BaseException) -> bool:
+    """Whether ``error`` says the prompt did not fit the model's window.
+
+    Checks the error's text, its ``code``/``body`` (the openai and anthropic SDKs' status
+    errors carry the provider's JSON body) and its causes.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _OVERFLOW.search(_describe(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _describe(error: BaseException) -> str:
+    parts: list[Any] = [type(error).__name__, str(error)]
+    for attr in ("code", "body", "message"):
+        parts.append(getattr(error, attr, None) or "")
+    return " ".join(str(p) for p in parts)
+
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "KNOWN_WINDOWS",
+    "estimate_tokens",
+    "is_context_overflow",
+    "known_window",
+]
