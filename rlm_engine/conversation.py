@@ -115,6 +115,7 @@ class Conversation:
         # Sync use runs everything on one private loop: the REPL's host channel and the
         # clients' connections belong to the loop that made them.
         self._loop: LoopThread | None = None
+        self._before: set[str] = set()
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
@@ -214,44 +215,62 @@ class Conversation:
         *,
         name: str | None = None,
         on_event: EventHandler | None = None,
-        setup: Callable[[RLMSession], Awaitable[None] | None] | None = None,
     ) -> RLMResult:
-        """One turn: the root answers ``query`` with the REPL as earlier turns left it.
-
-        ``setup`` runs on the turn's session before the loop (integrations use it to bind
-        their clients to the session).
-        """
-        if not query or not str(query).strip():
-            raise ValueError("A conversation turn needs a query (a non-empty string).")
-        await self.astart()
+        """One turn: the root answers ``query`` with the REPL as earlier turns left it."""
         if context is not None:
             await self.aadd_context(context, name)
-        session = await self._open_turn(query, on_event)
-        if setup is not None:
-            maybe = setup(session)
-            if maybe is not None:
-                await maybe
-        before = set(await session.env.list_variables())
-        self._active = session
+        session = await self.open_turn(query, on_event=on_event)
         try:
             result = await run(session)
-        finally:
+        except BaseException:
             self._active = None
+            raise
+        await self.end_turn(session, result)
+        return result
+
+    async def open_turn(
+        self,
+        query: str,
+        *,
+        on_event: EventHandler | None = None,
+        state: RLMState | None = None,
+    ) -> RLMSession:
+        """Start a turn and return its session, for drivers that run the loop's steps
+        themselves (the LangGraph nodes); :meth:`end_turn` closes it. ``state`` resumes a
+        turn whose process died (call ``session.replay()`` next)."""
+        if state is None and (not query or not str(query).strip()):
+            raise ValueError("A conversation turn needs a query (a non-empty string).")
+        if self._active is not None:
+            raise RuntimeError("A turn is already running in this conversation.")
+        await self.astart()
+        session = self._open_turn(query, on_event, state)
+        self._before = set(await session.env.list_variables())
+        self._active = session
+        return session
+
+    async def end_turn(self, session: RLMSession, result: RLMResult) -> Turn:
+        """Record a finished turn (digest, state for replay) and refresh ``history``."""
+        if session is not self._active:
+            raise RuntimeError("end_turn() takes the session of the running turn.")
+        self._active = None
         after = await session.env.list_variables()
-        made = [v for v in after if v not in before and v != HISTORY_VARIABLE]
+        made = [v for v in after if v not in self._before and v != HISTORY_VARIABLE]
         usage = result.usage.to_dict()
         usage.pop("records", None)
-        self.turns.append(
-            Turn(query, result.answer, result.status, made, session.state.to_dict(), usage)
+        turn = Turn(
+            session.state.query, result.answer, result.status, made, session.state.to_dict(), usage
         )
+        self.turns.append(turn)
         await self._put(session.env, HISTORY_VARIABLE, self._history())
-        return result
+        return turn
 
     def send(self, query: str, context: Any = None, *, name: str | None = None) -> RLMResult:
         """Sync form of :meth:`asend`; works inside a running event loop too."""
         return self._sync(self.asend(query, context, name=name))
 
-    async def _open_turn(self, query: str, on_event: EventHandler | None) -> RLMSession:
+    def _open_turn(
+        self, query: str, on_event: EventHandler | None, state: RLMState | None
+    ) -> RLMSession:
         assert self._env is not None and self._clients is not None
         root, sub = self._clients
         # The turn's session and resources borrow the conversation's REPL and clients and
@@ -262,9 +281,10 @@ class Conversation:
             sub_client=sub,
             on_event=event_handler(self.on_event, on_event),
         )
-        state = self._turn_state(query, sub.context_chars)
+        if state is None:
+            state = self._turn_state(query, sub.context_chars)
         session = RLMSession(self.config, shared, state, self._env, root_client=root)
-        if shared.logger is not None:
+        if shared.logger is not None and not state.iterations:
             shared.logger.start_run(session)
         return session
 
@@ -384,11 +404,7 @@ class Conversation:
                     await self.aadd_context(contexts[entry.name], entry.name)
             if turn is None:
                 break
-            root, sub = self._clients
-            shared = RunResources(self.config, root_client=root, sub_client=sub)
-            state = RLMState.from_dict(turn.state)
-            session = RLMSession(self.config, shared, state, self._env, root_client=root)
-            self._active = session
+            session = await self.open_turn(turn.query or "", state=RLMState.from_dict(turn.state))
             try:
                 await session.replay()
             finally:
