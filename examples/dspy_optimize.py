@@ -82,11 +82,9 @@ def language_model() -> Iterator[tuple[dspy.LM, str]]:
         model = os.environ.get("RLM_DSPY_MODEL", "openai/gpt-5-mini")
         yield dspy.LM(model), model
         return
-    from rlm_engine.scripted import ScriptedModel
     from rlm_engine.scripted.server import ScriptedServer
-    from rlm_engine.scripted.skills.dspy import install
 
-    with ScriptedServer(install(ScriptedModel())) as server:
+    with ScriptedServer() as server:  # the scripted model speaks DSPy's formats
         lm = dspy.LM("openai/scripted-root", api_base=server.base_url, api_key="x", cache=False)
         yield lm, "the offline scripted model (set OPENAI_API_KEY for a real one)"
 

@@ -45,11 +45,9 @@ def rlm_model() -> Iterator[RLMChatModel]:
             max_iterations=10,
         )
         return
-    from rlm_engine.scripted import ScriptedModel
     from rlm_engine.scripted.server import ScriptedServer
-    from rlm_engine.scripted.skills.langchain import install
 
-    with ScriptedServer(install(ScriptedModel())) as server:
+    with ScriptedServer() as server:  # the scripted model speaks RLMChatModel's tool calls
         print(f"No OPENAI_API_KEY: using the scripted model at {server.base_url}")
         yield RLMChatModel(
             model="scripted-root",

@@ -32,6 +32,7 @@ from rlm_engine.scripted.reader import (
     aggregate_prompt,
     answer_prompt,
     chunk_prompt,
+    extract_question,
 )
 
 FILLER = "The committee met on a rainy Tuesday and discussed the annual budget at length. "
@@ -612,6 +613,73 @@ def test_skills_run_after_rules_and_before_policies():
     assert model.respond(Request(messages=user("ruled shout"))).text == "from rule"
     assert model.respond(Request(messages=user("What is 1+1?"))).text == "2"  # fell through
     assert seen == ["shout hi", "What is 1+1?"]
+
+
+DSPY_REQUEST = [
+    {
+        "role": "system",
+        "content": "Your input fields are:\n1. `question` (str):\nYour output fields are:\n"
+        "1. `answer` (str):\nAll interactions will be structured in the following way",
+    },
+    {"role": "user", "content": "[[ ## question ## ]]\nWhy?"},
+]
+
+
+def test_new_models_have_the_standard_skills_after_added_ones_and_bare_models_none():
+    from rlm_engine.scripted.skills import dspy as dspy_skills
+    from rlm_engine.scripted.skills import langchain as lc_skills
+    from rlm_engine.scripted.skills import standard_skills
+
+    model = ScriptedModel()
+    assert model.skills == standard_skills() and len(model.skills) == 3
+    assert lc_skills.install(dspy_skills.install(model)).skills == standard_skills()  # no twice
+    assert "[[ ## answer ## ]]" in model.respond(Request(messages=DSPY_REQUEST)).text
+    model.add_skill(lambda req: Reply(text="mine") if "Why?" in req.last_user else None)
+    assert model.respond(Request(messages=DSPY_REQUEST)).text == "mine"  # added skills first
+
+    bare = ScriptedModel.bare()
+    assert bare.skills == [] and ScriptedModel(skills=False).skills == []
+    assert bare.respond(Request(messages=DSPY_REQUEST)).text.startswith("Scripted answer")
+    assert dspy_skills.install(bare).skills == [dspy_skills.dspy_skill]
+    assert "[[ ## answer ## ]]" in bare.respond(Request(messages=DSPY_REQUEST)).text
+
+    model.remove_skill(dspy_skills.dspy_skill)  # a standard skill can be removed too
+    assert not model.has_skill(dspy_skills.dspy_skill)
+    with pytest.raises(ValueError):
+        model.remove_skill(dspy_skills.dspy_skill)
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("What is the secret code?", "What is the secret code?"),
+        ("You are terse. Reply with the value only.\nWhat is X?", "What is X?"),
+        (
+            "Instructions: be brief.\n\nFor my report. Who founded Acme? Thanks!",
+            "Who founded Acme?",
+        ),
+        ("Read the log and answer: how many lines contain ERROR?", "how many lines contain ERROR?"),
+        ("Question: who founded Acme", "who founded Acme"),
+        ("Answer in one word. Find the secret code", "Find the secret code"),
+        ("Be brief.\nhello there", "hello there"),
+        (" \n", None),
+    ],
+)
+def test_extract_question_finds_the_question_among_instructions(text, question):
+    assert extract_question(text) == question
+
+
+def test_reader_computes_arithmetic_asked_after_instructions():
+    assert answer_prompt("You are a calculator. Reply with the number.\nWhat is 6 * 7?") == "42"
+
+
+def test_root_reads_the_question_after_instructions_in_the_query():
+    query = "Instructions: You are a careful analyst. Reply briefly.\n\nWhat is the secret code?"
+    reply = ScriptedModel().respond(Request(messages=root_messages(haystack(1_000), query)))
+    assert "question = 'What is the secret code?'" in reply.text
+    inside = "Instructions: be brief.\n\nThe task is stated inside the context; find it."
+    reply = ScriptedModel().respond(Request(messages=root_messages(haystack(1_000), inside)))
+    assert "# step: inspect" in reply.text
 
 
 def test_rule_latency_is_applied_by_the_server(server, oai):

@@ -1,7 +1,10 @@
 """``backend="scripted"``: the offline scripted model called in-process (no HTTP).
 
 Used by the quickstart and demos when no API key is set. Tests prefer the same model
-behind the HTTP server so the real SDK path is exercised.
+behind the HTTP server so the real SDK path is exercised. Without ``model`` the client
+answers from a new :class:`ScriptedModel`, which speaks every protocol the package uses
+(the RLM prompts and the integrations' formats); pass ``model=ScriptedModel.bare()`` for
+the RLM policies alone.
 """
 
 from __future__ import annotations

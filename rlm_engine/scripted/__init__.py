@@ -10,8 +10,10 @@ No real LLM is reachable in tests, demos and benchmarks; this package stands in 
 
 The model behaves like a competent RLM root on simple long-context tasks and like a
 keyword-matching reader for sub-calls (see :mod:`rlm_engine.scripted.policy`); rules and
-skills override it per test. :mod:`rlm_engine.scripted.skills` holds the opt-in skills for
-the integrations' prompt formats (LangChain tool calls and structured output, DSPy).
+skills override it per test. It also speaks the integrations' prompt formats (LangChain
+tool calls and structured output, DSPy) through the standard skills of
+:mod:`rlm_engine.scripted.skills`, which every new model has (``ScriptedModel.bare()``
+leaves them out).
 
 The server's test controls are public API too: :class:`Fault` (``ScriptedServer.inject``)
 makes chosen requests fail like real APIs do, and ``ScriptedServer.stats``

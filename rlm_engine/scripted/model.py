@@ -1,8 +1,10 @@
 """A deterministic chat model, so tests, demos and benchmarks run without a real LLM.
 
 ``ScriptedModel.respond`` answers a normalized :class:`Request` with a :class:`Reply`:
-first from user rules (``add_rule``), then registered skills (``add_skill``), then the
-built-in policies of :mod:`rlm_engine.scripted.policy`. The same model serves the
+first from user rules (``add_rule``), then skills added with ``add_skill``, then the
+standard skills every new model has (the integrations' prompt formats, see
+:mod:`rlm_engine.scripted.skills`; ``ScriptedModel.bare()`` has none), then the built-in
+policies of :mod:`rlm_engine.scripted.policy`. The same model serves the
 OpenAI and the Anthropic wire formats, so requests are normalized to OpenAI-style
 messages with text content before any rule sees them.
 """
@@ -179,13 +181,30 @@ def _field_matches(actual: Any, expected: Any) -> bool:
 class ScriptedModel:
     """Deterministic chat model: user rules, then skills, then the built-in RLM policies.
 
+    A new model speaks every protocol the package uses: besides the engine's own RLM
+    prompts it has the standard skills of :mod:`rlm_engine.scripted.skills` (RLMChatModel's
+    tool calls and structured output, DSPy's adapter formats), so the server and
+    ``backend="scripted"`` drive every integration with no set-up. ``skills=False`` (or
+    :meth:`bare`) leaves them out, for tests of the policies alone or of what an
+    integration does when the model ignores its format.
+
     Thread-safe: the HTTP server calls ``respond`` from many threads at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, skills: bool = True) -> None:
         self._rules: list[_Rule] = []
-        self._skills: list[Skill] = []
+        self._skills: list[Skill] = []  # added with add_skill: tried first
+        self._standard: list[Skill] = []  # the standard skills: tried after those
         self._lock = threading.Lock()
+        if skills:
+            from rlm_engine.scripted.skills import standard_skills
+
+            self._standard = standard_skills()
+
+    @classmethod
+    def bare(cls) -> ScriptedModel:
+        """A model without the standard skills: rules, added skills and the policies only."""
+        return cls(skills=False)
 
     def add_rule(
         self,
@@ -225,21 +244,38 @@ class ScriptedModel:
             return {r.name: r.fired for r in self._rules}
 
     def add_skill(self, fn: Skill) -> None:
-        """Register a fallback ``Request -> Reply | None``, tried after rules, before policies."""
+        """Register a fallback ``Request -> Reply | None``.
+
+        Skills added here are tried after the rules, in the order they were added, and
+        before the standard skills and the policies.
+        """
         with self._lock:
             self._skills.append(fn)
 
     def remove_skill(self, fn: Skill) -> None:
+        """Remove an added or a standard skill (``ValueError`` when the model lacks it)."""
         with self._lock:
-            self._skills.remove(fn)
+            if fn in self._skills:
+                self._skills.remove(fn)
+            else:
+                self._standard.remove(fn)
+
+    def has_skill(self, fn: Skill) -> bool:
+        """Whether ``fn`` is one of this model's skills, added or standard."""
+        with self._lock:
+            return fn in self._skills or fn in self._standard
+
+    @property
+    def skills(self) -> list[Skill]:
+        """Every skill, in the order they are tried."""
+        with self._lock:
+            return [*self._skills, *self._standard]
 
     def respond(self, req: Request) -> Reply:
         """The reply to ``req``, with ``max_tokens`` and ``stop`` applied."""
         reply = self._from_rules(req)
         if reply is None:
-            with self._lock:
-                skills = list(self._skills)
-            for skill in skills:
+            for skill in self.skills:
                 reply = skill(req)
                 if reply is not None:
                     break

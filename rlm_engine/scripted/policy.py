@@ -35,7 +35,9 @@ from rlm_engine.scripted.reader import (
     NOT_FOUND,
     answer_prompt,
     combine_answers,
+    extract_question,
     is_counting,
+    sentences,
 )
 from rlm_engine.scripted.structured import structured_reply
 
@@ -49,6 +51,7 @@ _ERROR_RE = re.compile(
     r"Traceback \(most recent call last\)|^\[error\]$|^\s*\w*(?:Error|Exception)\b", re.M
 )
 _OUT_OF_ITERATIONS_RE = re.compile(r"out of iterations|no (?:more )?iterations left", re.I)
+_QUERY_RE = re.compile(r"^Query: ", re.M)
 _IN_CONTEXT_RE = re.compile(r"\b(?:inside|in|within) the context\b", re.I)
 _WINDOW_RE = re.compile(r"can read about ([\d,]+) characters")
 
@@ -78,15 +81,31 @@ class _Progress:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+def query_text(first_user: str) -> str:
+    """The whole query of the opening user turn (it may span lines), else the turn itself.
+
+    The engine's opening messages (``rlm_engine.prompts.first_user_message``, a
+    conversation's later turns) put the query after ``Query: `` and end with one paragraph
+    of advice; callers may have put instructions, a question and tool results in the query,
+    on as many lines and paragraphs as they like.
+    """
+    m = _QUERY_RE.search(first_user)
+    if m is None:
+        return first_user.strip()
+    query, sep, last = first_user[m.end() :].rpartition("\n\n")
+    return (query if sep else last).strip()
+
+
 def parse_query(first_user: str) -> str | None:
-    """The query of the opening user turn; None when the task is inside the context."""
-    m = re.search(r"^Query: (.*)$", first_user, re.M)
-    if not m:
-        return first_user.strip() or None
-    query = m.group(1).strip()
-    if _IN_CONTEXT_RE.search(query) and re.search(r"\btask\b", query, re.I):
+    """The question of the opening user turn; None when the task is inside the context."""
+    query = query_text(first_user)
+    if any(
+        _IN_CONTEXT_RE.search(s) and re.search(r"\btask\b", s, re.I)
+        for s in sentences(query)
+        if not s.endswith("?")
+    ):
         return None
-    return query
+    return extract_question(query)
 
 
 def repl_body(user_text: str) -> str:

@@ -78,6 +78,8 @@ def answer_prompt(prompt: str) -> str:
             candidates = [line.lstrip("- ").strip() for line in m["c"].splitlines()]
         return combine_answers(m["q"].strip(), [str(c) for c in candidates if str(c).strip()])
     value = arithmetic(prompt)
+    if value is None:  # "You are a calculator.\nWhat is 6 * 7?"
+        value = arithmetic(extract_question(prompt) or "")
     if value is not None:
         return value
     return "Scripted answer: " + " ".join(prompt.split())[:60]
@@ -120,6 +122,42 @@ def sentences(text: str) -> list[str]:
     for line in text.splitlines():
         out.extend(s.strip() for s in re.split(r"(?<=[.!?])\s+", line) if s.strip())
     return out
+
+
+# How a question or a task opens; used to tell it from the instructions around it.
+_ASKING_RE = re.compile(
+    r"(?:what|who|whom|whose|which|when|where|why|how|find|count|list|name|identify|"
+    r"locate|extract|determine|compute|calculate|summari[sz]e)\b",
+    re.I,
+)
+_LEAD_IN_RE = re.compile(r"[:;]\s+")
+
+
+def extract_question(text: str) -> str | None:
+    """The question ``text`` asks, wherever it sits among instructions and pleasantries.
+
+    A request often wraps its question ("You are terse.\\nRead the log and answer: what is
+    X? Thanks."); the keyword reader needs the question alone, or the instructions' words
+    outweigh it. The question is the last sentence ending in "?", else the last sentence
+    that opens like a question or a task ("Find ...", "How many ..."), else the last
+    line. A lead-in before ":" or ";" is dropped when what follows opens like a question
+    ("Question: ...", "... and answer: what is X?"). None for blank text.
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    said = sentences(text)
+    asked = [s for s in said if s.endswith("?")]
+    tasks = [s for s in said if _ASKING_RE.match(_drop_lead_in(s))]
+    return _drop_lead_in(asked[-1] if asked else tasks[-1] if tasks else lines[-1])
+
+
+def _drop_lead_in(sentence: str) -> str:
+    for m in _LEAD_IN_RE.finditer(sentence):
+        rest = sentence[m.end() :].strip()
+        if _ASKING_RE.match(rest):
+            return rest
+    return sentence
 
 
 _MARKER_RE = re.compile(r"\s(?:is|was|are|were)\s|:\s|\s=\s", re.I)

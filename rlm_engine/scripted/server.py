@@ -5,7 +5,10 @@ streaming, timeouts and connection pooling run for real in tests, demos and benc
 Stdlib only: a threaded HTTP/1.1 server with keep-alive, latency and fault injection,
 and thread-safe metrics.
 
-Run it for demos: ``python -m rlm_engine.scripted.server --port 8080``.
+Run it for demos: ``python -m rlm_engine.scripted.server --port 8080``. It speaks every
+protocol the package uses (the model's standard skills; ``--bare`` leaves them out), so an
+RLM, RLMChatModel or DSPy program needs only its URL: ``RLM_API_URL`` (or ``base_url=``) for
+the engine's clients, ``api_base=`` for a ``dspy.LM``.
 """
 
 from __future__ import annotations
@@ -452,9 +455,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per completion")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="names for /v1/models")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="serve the model without its standard skills (LangChain tool calls and "
+        "structured output, DSPy formats): only the RLM policies answer",
+    )
     args = parser.parse_args(argv)
+    model = ScriptedModel(skills=not args.bare)
     server = ScriptedServer(
-        host=args.host, port=args.port, latency=args.latency, models=args.models
+        model, host=args.host, port=args.port, latency=args.latency, models=args.models
     )
     server.verbose = not args.quiet
     with server:

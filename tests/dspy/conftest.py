@@ -1,4 +1,5 @@
-"""DSPy fixtures: ``dspy.LM``s pointed at the scripted server, which speaks DSPy's formats."""
+"""DSPy fixtures: ``dspy.LM``s pointed at the scripted server, which speaks DSPy's formats
+(every new ScriptedModel does)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import pytest
 
 from rlm_engine.scripted import ScriptedModel
 from rlm_engine.scripted.server import ScriptedServer
-from rlm_engine.scripted.skills.dspy import install
 
 
 @pytest.fixture
 def dspy_model(scripted_model: ScriptedModel) -> ScriptedModel:
-    return install(scripted_model)
+    """The model the scripted server serves, for tests that add rules to it."""
+    return scripted_model
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures for the LangChain tests: one scripted server with the RLMChatModel skills."""
+"""Fixtures for the LangChain tests: one scripted server (its model knows RLMChatModel's
+tool calls and structured output, as every new ScriptedModel does)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,13 @@ from typing import Any
 
 import pytest
 
-from rlm_engine.scripted import ScriptedModel
 from rlm_engine.scripted.server import ScriptedServer
-from rlm_engine.scripted.skills.langchain import install
 
 
 @pytest.fixture(scope="session")
 def lc_server() -> Iterator[ScriptedServer]:
     """A scripted OpenAI-compatible server on 127.0.0.1 shared by the standard suites."""
-    server = ScriptedServer(install(ScriptedModel()))
+    server = ScriptedServer()
     server.start()
     try:
         yield server

@@ -18,7 +18,6 @@ from typing_extensions import TypedDict
 from rlm_engine.clients.configured import make_clients
 from rlm_engine.scripted import Fault, Request, ScriptedModel
 from rlm_engine.scripted.server import ScriptedServer
-from rlm_engine.scripted.skills.langchain import install
 from rlm_integrations.langchain import RLMChatModel, RLMError, ScriptedChatModel
 
 NEEDLE = "The secret code is 4729."
@@ -37,7 +36,7 @@ DOC = needle_doc()
 
 @pytest.fixture
 def model(scripted_model: ScriptedModel) -> ScriptedModel:
-    return install(scripted_model)
+    return scripted_model
 
 
 @pytest.fixture

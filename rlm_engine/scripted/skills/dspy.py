@@ -1,10 +1,10 @@
 """A scripted-model skill that speaks DSPy's adapter formats, so DSPy runs fully offline.
 
-Used by the DSPy tests and ``examples/dspy_optimize.py``. Enable it with :func:`install` on
-the model a :class:`~rlm_engine.scripted.ScriptedServer` serves, then point a ``dspy.LM``
-at the server::
+Used by the DSPy tests and ``examples/dspy_optimize.py``. Every new
+:class:`~rlm_engine.scripted.ScriptedModel` has it (:func:`install` adds it to a bare one),
+so pointing a ``dspy.LM`` at the server is all the set-up::
 
-    server = ScriptedServer(install(ScriptedModel())).start()
+    server = ScriptedServer().start()   # or: python -m rlm_engine.scripted.server
     lm = dspy.LM("openai/scripted-root", api_base=server.base_url, api_key="x", cache=False)
 
 :func:`dspy_skill` recognizes DSPy ChatAdapter / JSONAdapter requests (``[[ ## field ## ]]``
@@ -40,12 +40,13 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_engine.scripted.model import Reply, Request, ScriptedModel
+from rlm_engine.scripted.model import Reply, Request, ScriptedModel, Skill
 from rlm_engine.scripted.reader import AGGREGATE_HEAD, CHUNK_HEAD, NOT_FOUND, answer_prompt
 
 __all__ = [
     "HINT",
     "SHORTCUT_MARK",
+    "SKILLS",
     "STRATEGY_MARK",
     "DSPyCall",
     "Variable",
@@ -320,7 +321,12 @@ def dspy_skill(req: Request) -> Reply | None:
     return format_reply(call, {n: minimal_value(n, k) for n, k in call.outputs})
 
 
+SKILLS: tuple[Skill, ...] = (dspy_skill,)
+
+
 def install(model: ScriptedModel) -> ScriptedModel:
-    """Teach ``model`` DSPy's formats (see the module docstring); returns the model."""
-    model.add_skill(dspy_skill)
+    """Teach ``model`` DSPy's formats unless it knows them (new models do); returns it."""
+    for skill in SKILLS:
+        if not model.has_skill(skill):
+            model.add_skill(skill)
     return model

@@ -4,10 +4,11 @@ The scripted root policy knows long-context tasks but not the ``CALL_TOOL`` conv
 :mod:`rlm_integrations.langchain` or its JSON-schema instruction. These skills make the
 offline model use them the way a competent root LM would, so the LangChain standard suites,
 the LangGraph tests and ``examples/langchain_agent.py`` exercise the real code paths (REPL
-code, host functions, ``FINAL``, validation retries) without an LLM. Enable them with
-:func:`install` on the model a :class:`~rlm_engine.scripted.ScriptedServer` serves::
+code, host functions, ``FINAL``, validation retries) without an LLM. Every new
+:class:`~rlm_engine.scripted.ScriptedModel` has them; :func:`install` adds them to a bare
+one::
 
-    server = ScriptedServer(install(ScriptedModel()))
+    server = ScriptedServer(install(ScriptedModel.bare()))
 
 - :func:`tool_call_skill`: with tools bound, the first root turn writes
   ``CALL_TOOL(name, {args})`` for the tool the task names (or the forced one); once tool
@@ -26,12 +27,13 @@ import json
 import re
 from typing import Any
 
-from rlm_engine.scripted.model import Reply, Request, ScriptedModel
+from rlm_engine.scripted.model import Reply, Request, ScriptedModel, Skill
+from rlm_engine.scripted.policy import query_text
+from rlm_engine.scripted.reader import extract_question
 from rlm_engine.scripted.structured import fill_schema
 
-__all__ = ["install", "structured_output_skill", "tool_call_skill"]
+__all__ = ["SKILLS", "install", "structured_output_skill", "tool_call_skill"]
 
-_QUERY = re.compile(r"^Query: (.*?)\n\nYou have not looked at the context yet", re.S | re.M)
 _TOOL_LINE = re.compile(r"^  - (\w+)\(.*?\): .*? Arguments JSON schema: (\{.*\})$", re.M)
 _SCHEMA_LINE = re.compile(r"validates against this JSON schema: (\{.*\})$", re.M)
 _FORCED_NAME = re.compile(r"You must request a call of `(\w+)`")
@@ -40,15 +42,17 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _query(req: Request) -> str:
-    m = _QUERY.search(req.first_user)
-    return m.group(1) if m else req.first_user
+    return query_text(req.first_user)
 
 
 def _fill_args(schema: dict[str, Any], task: str) -> dict[str, Any]:
-    """Arguments for a tool: numbers from the task in order, strings from a quoted name."""
-    numbers = iter(_NUMBER.findall(task.split("Since that message:")[0]))
-    quoted = next((a or b for a, b in _QUOTED.findall(task)), None)
-    text = quoted or task.split("\n")[0].strip().rstrip("?.!") or "value"
+    """Arguments for a tool from the task's question (instructions around it left out):
+    its numbers in order, strings from its first quoted name, else the question itself."""
+    asked = task.split("Since that message:")[0]
+    question = extract_question(asked) or asked
+    numbers = iter(_NUMBER.findall(question) or _NUMBER.findall(asked))
+    quoted = next((a or b for a, b in _QUOTED.findall(question)), None)
+    text = quoted or question.strip().rstrip("?.!") or "value"
     args: dict[str, Any] = {}
     for name, prop in (schema.get("properties") or {}).items():
         kind = prop.get("type")
@@ -110,8 +114,12 @@ def structured_output_skill(req: Request) -> Reply | None:
     return Reply(text=f"I will build the structured answer.\n```repl\n{code}\n```")
 
 
+SKILLS: tuple[Skill, ...] = (structured_output_skill, tool_call_skill)
+
+
 def install(model: ScriptedModel) -> ScriptedModel:
-    """Register both skills on ``model`` (tried after its rules, before its policies)."""
-    model.add_skill(structured_output_skill)
-    model.add_skill(tool_call_skill)
+    """Give ``model`` these skills unless it has them (new models do); returns the model."""
+    for skill in SKILLS:
+        if not model.has_skill(skill):
+            model.add_skill(skill)
     return model
