@@ -100,14 +100,7 @@ def make_client(backend: Any, kwargs: dict[str, Any] | None = None) -> LMClient:
     if isinstance(backend, LMClient):
         return backend
     if isinstance(backend, str):
-        if backend not in BACKENDS:
-            load_entry_points()
-        if backend not in BACKENDS:
-            raise ValueError(
-                f"Unknown backend {backend!r}. Choose one of: {', '.join(BACKENDS)}."
-                + _entry_point_note()
-            )
-        return _resolve(backend, BACKENDS[backend])(**kwargs)
+        return backend_factory(backend)(**kwargs)
     adapter = _adapter_for(backend)
     if adapter is None:
         load_entry_points()
@@ -123,6 +116,17 @@ def make_client(backend: Any, kwargs: dict[str, Any] | None = None) -> LMClient:
             f"backend must be {', '.join(kinds[:-1])} or {kinds[-1]}; got {backend!r}." + note
         )
     return adapter.factory(backend, **kwargs)
+
+
+def backend_factory(name: str) -> ClientFactory:
+    """The factory registered for the backend ``name`` (imported on first use)."""
+    if name not in BACKENDS:
+        load_entry_points()
+    if name not in BACKENDS:
+        raise ValueError(
+            f"Unknown backend {name!r}. Choose one of: {', '.join(BACKENDS)}." + _entry_point_note()
+        )
+    return _resolve(name, BACKENDS[name])
 
 
 def load_entry_points() -> None:
@@ -187,6 +191,7 @@ __all__ = [
     "Adapter",
     "ClientFactory",
     "LMClient",
+    "backend_factory",
     "load_entry_points",
     "make_client",
     "register_adapter",

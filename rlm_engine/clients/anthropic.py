@@ -1,20 +1,28 @@
-"""Anthropic Messages API client on the anthropic SDK (which retries 429/5xx itself)."""
+"""Anthropic Messages API client on the anthropic SDK (which retries 429/5xx itself).
+
+``timeout`` is a total deadline per call, retries and a slowly arriving body included
+(``rlm_engine.clients.deadline``); errors name the server's URL.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
 
 from rlm_engine.clients.base import (
+    SDK_FAILURES,
     LMClient,
     Pricing,
     compute_cost,
     price_for,
+    raise_explained,
     shared_ssl_context,
 )
+from rlm_engine.clients.deadline import enforce_sync_deadlines, sync_deadline, within_deadline
+from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
 from rlm_engine.types import LMResponse, Message
 
 if TYPE_CHECKING:
@@ -41,10 +49,16 @@ class _SDKOptions(TypedDict):
     api_key: str
     base_url: str | None
     max_retries: int
-    timeout: float
+    timeout: NotRequired[float]  # absent: the SDK's own default
 
 
 class AnthropicClient(LMClient):
+    """Messages from the Anthropic API (or a compatible server).
+
+    ``timeout`` bounds each call in total, retries included (``None``: only the SDK's
+    per-read timeout, which a slow trickle never trips).
+    """
+
     def __init__(
         self,
         model_name: str | None = None,
@@ -53,7 +67,7 @@ class AnthropicClient(LMClient):
         *,
         max_tokens: int = 8192,
         max_retries: int = 3,
-        timeout: float = 600.0,
+        timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         pricing: Pricing | None = None,
         context_chars: int | None = None,
         http_client: httpx2.AsyncClient | None = None,
@@ -63,14 +77,19 @@ class AnthropicClient(LMClient):
             "api_key": api_key or os.environ.get("ANTHROPIC_API_KEY") or "not-needed",
             "base_url": base_url or os.environ.get("ANTHROPIC_BASE_URL"),
             "max_retries": max_retries,
-            "timeout": timeout,
         }
+        if timeout is not None:
+            common["timeout"] = timeout
+        self.timeout = timeout
         self._common = common
         self._async = anthropic.AsyncAnthropic(
             **common,
             http_client=http_client
             or anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
         )
+        #: Where requests go, as errors name it (the SDK's resolved URL, never None).
+        self.url = str(self._async.base_url).rstrip("/")
+        self.where = f"the server at {self.url}"
         self._sync_client: anthropic.Anthropic | None = None
         self.base_url = common["base_url"]
         self.model_name = model_name or "claude-sonnet-4-5"
@@ -83,9 +102,9 @@ class AnthropicClient(LMClient):
     @property
     def _sync(self) -> anthropic.Anthropic:
         if self._sync_client is None:
+            http = anthropic.DefaultHttpxClient(verify=shared_ssl_context())
             self._sync_client = anthropic.Anthropic(
-                **self._common,
-                http_client=anthropic.DefaultHttpxClient(verify=shared_ssl_context()),
+                **self._common, http_client=enforce_sync_deadlines(http)
             )
         return self._sync_client
 
@@ -122,17 +141,34 @@ class AnthropicClient(LMClient):
             cost=compute_cost(price_for(model, self._pricing), inp, out),
         )
 
+    def _reraise(self, e: Exception, bound: float | None) -> NoReturn:
+        raise_explained(e, self.url, bound, sdk=anthropic)
+
     async def acomplete(
         self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
     ) -> LMResponse:
+        bound = timeout if timeout is not None else self.timeout
+        return await within_deadline(self._acomplete(messages, model, bound), bound, self.where)
+
+    async def _acomplete(
+        self, messages: list[Message], model: str | None, timeout: float | None
+    ) -> LMResponse:
         kw = self._kwargs(messages, model, timeout)
-        return self._to_response(await self._async.messages.create(**kw), kw["model"])
+        try:
+            return self._to_response(await self._async.messages.create(**kw), kw["model"])
+        except (anthropic.APIConnectionError, *SDK_FAILURES) as e:
+            self._reraise(e, timeout)
 
     def complete(
         self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
     ) -> LMResponse:
-        kw = self._kwargs(messages, model, timeout)
-        return self._to_response(self._sync.messages.create(**kw), kw["model"])
+        bound = timeout if timeout is not None else self.timeout
+        kw = self._kwargs(messages, model, bound)
+        with sync_deadline(bound, self.where):
+            try:
+                return self._to_response(self._sync.messages.create(**kw), kw["model"])
+            except (anthropic.APIConnectionError, *SDK_FAILURES) as e:
+                self._reraise(e, bound)
 
     async def aclose(self) -> None:
         await self._async.close()

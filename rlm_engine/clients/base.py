@@ -2,17 +2,21 @@
 
 A backend is one file: subclass :class:`LMClient`, implement ``acomplete`` and register
 it in ``rlm_engine.clients.BACKENDS``. Retries for timeouts, 429 and 5xx belong to the
-client (the official SDKs already do them with backoff).
+client (the official SDKs already do them with backoff), and so does the request's total
+deadline (``rlm_engine.clients.deadline``): ``timeout`` bounds one call, retries included.
+Failures name the server they came from, so an error points at what to fix.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from types import ModuleType
+from typing import Any, NoReturn, TypeAlias
 
 from rlm_engine.types import LMResponse, Message
 
@@ -64,6 +68,82 @@ def price_for(model: str, pricing: Pricing | None = None) -> tuple[float, float]
         if model.startswith(name) and (best is None or len(name) > len(best[0])):
             best = (name, p)
     return best[1] if best else None
+
+
+class ReplyNotJSONError(ValueError):
+    """The server answered, but with a body that does not parse as JSON."""
+
+    def __init__(self, where: str, tries: int, cause: ValueError) -> None:
+        excerpt = _body_excerpt(cause)
+        super().__init__(
+            f"the server at {where} answered with a body that is not JSON"
+            + (f" ({tries} tries)" if tries > 1 else "")
+            + (f": {excerpt}" if excerpt else "")
+            + "; check that the URL is the API's base URL (for OpenAI-compatible servers "
+            "it usually ends in /v1)"
+        )
+        self.where = where
+
+
+def _body_excerpt(cause: ValueError, limit: int = 80) -> str:
+    """The start of the body a JSON decoder failed on, when the error carries it."""
+    body: object = getattr(cause, "doc", None)  # json.JSONDecodeError
+    if body is None:
+        body = getattr(cause, "object", None)  # UnicodeDecodeError
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if not isinstance(body, str) or not body.strip():
+        return ""
+    text = " ".join(body.split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def explained(
+    e: Exception,
+    where: str,
+    bound: float | None,
+    *,
+    sdk: ModuleType,
+    tries: int = 1,
+) -> Exception | None:
+    """An SDK's error as a user can act on it, or None when ``e`` already says it.
+
+    ``sdk`` is the ``openai`` or ``anthropic`` module (their error classes share a shape):
+    its timeouts become :class:`RequestTimeoutError` with the bound, connection errors
+    name the server's URL, and a codec or JSON error on the body becomes
+    :class:`ReplyNotJSONError` instead of ``UnicodeDecodeError: 'utf-16-be' ...``.
+    """
+    from rlm_engine.clients.deadline import RequestTimeoutError
+
+    if isinstance(e, sdk.APITimeoutError):
+        return RequestTimeoutError(bound, f"the server at {where}")
+    if isinstance(e.__cause__, RequestTimeoutError):  # anthropic wraps what its hooks raise
+        return RequestTimeoutError(e.__cause__.seconds, e.__cause__.where)
+    if isinstance(e, sdk.APIConnectionError):
+        cause = e.__cause__
+        detail = f": {type(cause).__name__}: {cause}" if cause and str(cause) else ""
+        error: Exception = sdk.APIConnectionError(
+            message=f"Connection error: cannot reach the server at {where}{detail}",
+            request=e.request,
+        )
+        return error
+    if isinstance(e, json.JSONDecodeError | UnicodeDecodeError):
+        return ReplyNotJSONError(where, tries, e)
+    return None
+
+
+def raise_explained(
+    e: Exception, where: str, bound: float | None, *, sdk: ModuleType, tries: int = 1
+) -> NoReturn:
+    """Raise :func:`explained` ``e`` (or ``e`` itself); call it inside ``except``."""
+    better = explained(e, where, bound, sdk=sdk, tries=tries)
+    if better is None:
+        raise e
+    raise better from e
+
+
+#: What a client translates with :func:`explained` (the SDK's errors and bodies not JSON).
+SDK_FAILURES = (json.JSONDecodeError, UnicodeDecodeError)
 
 
 def compute_cost(prices: tuple[float, float] | None, inp: int, out: int) -> float | None:

@@ -3,15 +3,22 @@
 One place turns the ``models`` and ``reply`` options into client keyword arguments, so
 ``RLM``, the LangGraph graph, the CLI and the LangChain chat model build identical clients
 from identical options.
+
+An option left at a non-None default (``timeout``: 300 s) reaches a registered backend
+only if its factory takes it: a third-party client written before the default existed
+keeps working (the engine still bounds each of its calls through ``acomplete``'s
+``timeout``). A value the user set is always passed, so a client that cannot take it
+says so.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from rlm_engine.clients import make_client
+from rlm_engine.clients import backend_factory, make_client
 from rlm_engine.clients.base import LMClient
-from rlm_engine.config import RLMConfig
+from rlm_engine.config import RLMConfig, options
 
 
 def client_kwargs(config: RLMConfig, *, sub: bool = False) -> dict[str, Any]:
@@ -38,6 +45,31 @@ def client_kwargs(config: RLMConfig, *, sub: bool = False) -> dict[str, Any]:
     return {**kw, **(extra or {})}
 
 
+def _takes(factory: Any, name: str) -> bool:
+    """Whether ``factory`` accepts the keyword ``name`` (True when it cannot be told)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD or p.name == name for p in params)
+
+
+def _named_backend_kwargs(backend: str, config: RLMConfig, *, sub: bool) -> dict[str, Any]:
+    """:func:`client_kwargs`, less the defaulted options the backend's factory does not take."""
+    kw = client_kwargs(config, sub=sub)
+    m = config.models
+    given = (
+        m.sub_backend_kwargs if sub and m.sub_backend_kwargs is not None else m.backend_kwargs
+    ) or {}
+    factory = backend_factory(backend)
+    defaults = options()
+    for name in ("timeout", "max_tokens", "max_retries", "temperature"):
+        defaulted = name in kw and name not in given and kw[name] == defaults[name].default
+        if defaulted and not _takes(factory, name):
+            del kw[name]
+    return kw
+
+
 def _object_kwargs(config: RLMConfig, *, sub: bool) -> dict[str, Any]:
     """A ready model object keeps its own settings: only a model name and the explicit
     backend kwargs reach its adapter (e.g. a LangChain chat model's ``model_name``)."""
@@ -61,7 +93,7 @@ def _build(backend: Any, config: RLMConfig, *, sub: bool) -> LMClient:
             )
         return backend
     if isinstance(backend, str):
-        return make_client(backend, client_kwargs(config, sub=sub))
+        return make_client(backend, _named_backend_kwargs(backend, config, sub=sub))
     return make_client(backend, _object_kwargs(config, sub=sub))
 
 

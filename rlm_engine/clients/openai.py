@@ -5,26 +5,38 @@ one more retry for bodies that do not parse, which some local servers send under
 Requests go through the SDK's generic ``post`` (same retries, auth and timeouts): its typed
 ``chat.completions.create`` re-validates the whole message history on every call, which
 cost 5-15 ms per root call on long RLM conversations.
+
+``timeout`` is a total deadline per call, retries and a slowly arriving body included
+(``rlm_engine.clients.deadline``); errors name the server's URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletion
 
 from rlm_engine.clients.base import (
+    SDK_FAILURES,
     LMClient,
     Pricing,
+    ReplyNotJSONError,
     compute_cost,
     price_for,
+    raise_explained,
     shared_ssl_context,
 )
+from rlm_engine.clients.deadline import (
+    RequestTimeoutError,
+    enforce_sync_deadlines,
+    sync_deadline,
+    within_deadline,
+)
+from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
 from rlm_engine.types import LMResponse, Message
 
 if TYPE_CHECKING:
@@ -33,6 +45,12 @@ if TYPE_CHECKING:
 DEFAULT_LOCAL_URL = "http://localhost:8080/v1"
 DEFAULT_OPENAI_MODEL = "gpt-5-mini"
 _MALFORMED_RETRIES = 2
+#: Names the model where a model is needed, in each form's own spelling.
+NAME_THE_MODEL = (
+    "Name the model: RLM(model=...), RLMChatModel(model=...), build_rlm_graph(model=...) "
+    "or rlm run --model NAME"
+)
+T = TypeVar("T")
 
 
 def resolve_base_url(base_url: str | None, api_key: str | None = None) -> str | None:
@@ -52,11 +70,17 @@ class _SDKOptions(TypedDict):
     api_key: str
     base_url: str | None
     max_retries: int
-    timeout: float
+    timeout: NotRequired[float]  # absent: the SDK's own default
     default_headers: Mapping[str, str] | None
 
 
 class OpenAIClient(LMClient):
+    """Chat completions from an OpenAI-compatible server.
+
+    ``timeout`` bounds each call in total, retries included (``None``: only the SDK's
+    per-read timeout, which a slow trickle never trips).
+    """
+
     def __init__(
         self,
         model_name: str | None = None,
@@ -64,7 +88,7 @@ class OpenAIClient(LMClient):
         api_key: str | None = None,
         *,
         max_retries: int = 3,
-        timeout: float = 600.0,
+        timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         pricing: Pricing | None = None,
         context_chars: int | None = None,
         default_headers: dict[str, str] | None = None,
@@ -77,14 +101,19 @@ class OpenAIClient(LMClient):
             "api_key": key,
             "base_url": self.base_url,
             "max_retries": max_retries,
-            "timeout": timeout,
             "default_headers": default_headers,
         }
+        if timeout is not None:
+            common["timeout"] = timeout
+        self.timeout = timeout
         self._common = common
         self._async = openai.AsyncOpenAI(
             **common,
             http_client=http_client or openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
         )
+        #: Where requests go, as errors name it (the SDK's resolved URL, never None).
+        self.url = str(self._async.base_url).rstrip("/")
+        self.where = f"the server at {self.url}"
         self._sync_client: openai.OpenAI | None = None
         self._requested_model = model_name
         if model_name in (None, "", "auto"):
@@ -108,23 +137,33 @@ class OpenAIClient(LMClient):
 
     async def _first_server_model(self) -> str:
         try:
-            page = await self._async.models.list()
-        except openai.OpenAIError as e:
+            page = await self._sdk_call(self._async.models.list)
+        except (openai.OpenAIError, RequestTimeoutError, ReplyNotJSONError) as e:
             raise RuntimeError(
-                f"model_name is 'auto' but listing models at {self.base_url} failed ({e}). "
-                "Pass backend_kwargs={'model_name': ...} (or --model on the command line)."
+                f"No model was named, so the first one the server lists was to be used, but "
+                f"listing models at {self.url}/models failed ({e}). {NAME_THE_MODEL}."
             ) from e
         models = [m.id for m in page.data]
         if not models:
-            raise RuntimeError(f"The server at {self.base_url} lists no models; set model_name.")
+            raise RuntimeError(
+                f"No model was named and the server at {self.url} lists none. {NAME_THE_MODEL}."
+            )
         return models[0]
+
+    def _reraise(self, e: Exception, bound: float | None, tries: int = 1) -> NoReturn:
+        raise_explained(e, self.url, bound, sdk=openai, tries=tries)
+
+    async def _sdk_call(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except (openai.APIConnectionError, *SDK_FAILURES) as e:
+            self._reraise(e, self.timeout)
 
     @property
     def _sync(self) -> openai.OpenAI:
         if self._sync_client is None:  # most runs are async-only; skip the second pool
-            self._sync_client = openai.OpenAI(
-                **self._common, http_client=openai.DefaultHttpxClient(verify=shared_ssl_context())
-            )
+            http = enforce_sync_deadlines(openai.DefaultHttpxClient(verify=shared_ssl_context()))
+            self._sync_client = openai.OpenAI(**self._common, http_client=http)
         return self._sync_client
 
     def _request(
@@ -136,7 +175,7 @@ class OpenAIClient(LMClient):
 
     def _to_response(self, completion: ChatCompletion, model: str) -> LMResponse:
         if not getattr(completion, "choices", None):
-            raise ValueError(f"Malformed completion from {self.base_url}: no choices")
+            raise ValueError(f"Malformed completion from {self.url}: no choices")
         text = completion.choices[0].message.content or ""
         usage = getattr(completion, "usage", None)
         inp = getattr(usage, "prompt_tokens", 0) or 0
@@ -155,6 +194,12 @@ class OpenAIClient(LMClient):
     async def acomplete(
         self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
     ) -> LMResponse:
+        bound = timeout if timeout is not None else self.timeout
+        return await within_deadline(self._acomplete(messages, model, bound), bound, self.where)
+
+    async def _acomplete(
+        self, messages: list[Message], model: str | None, timeout: float | None
+    ) -> LMResponse:
         name = await self._model(model)
         for attempt in range(_MALFORMED_RETRIES + 1):
             try:
@@ -162,9 +207,11 @@ class OpenAIClient(LMClient):
                     "/chat/completions", **self._request(messages, name, timeout)
                 )
                 return self._to_response(completion, name)
-            except (json.JSONDecodeError, ValueError, openai.APIResponseValidationError):
+            except openai.APIConnectionError as e:
+                self._reraise(e, timeout)
+            except (ValueError, openai.APIResponseValidationError) as e:
                 if attempt == _MALFORMED_RETRIES:
-                    raise
+                    self._reraise(e, timeout, attempt + 1)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -174,8 +221,15 @@ class OpenAIClient(LMClient):
         name = model or (self.model_name if self.model_name != "auto" else None)
         if name is None:
             return super().complete(messages, model=model, timeout=timeout)
-        completion = self._sync.post("/chat/completions", **self._request(messages, name, timeout))
-        return self._to_response(completion, name)
+        bound = timeout if timeout is not None else self.timeout
+        with sync_deadline(bound, self.where):
+            try:
+                completion = self._sync.post(
+                    "/chat/completions", **self._request(messages, name, bound)
+                )
+                return self._to_response(completion, name)
+            except (openai.APIConnectionError, *SDK_FAILURES) as e:
+                self._reraise(e, bound)
 
     async def aclose(self) -> None:
         await self._async.close()

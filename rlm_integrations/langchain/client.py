@@ -16,7 +16,6 @@ sub-calls must not appear as the node's chat tokens; only the RLM's final answer
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from langchain_core.runnables import RunnableBinding, RunnableConfig
 
 from rlm_engine.clients import register_adapter, register_backend
 from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.clients.deadline import within_deadline
 from rlm_engine.types import LMResponse, Message
 
 NOSTREAM_TAG = "nostream"  # langgraph.constants.TAG_NOSTREAM, without importing langgraph
@@ -145,10 +145,13 @@ class LangChainClient(LMClient):
     ) -> LMResponse:
         chat_model, name = self._model_for(model)
         lc_messages = to_langchain_messages(messages)
-        async with asyncio.timeout(timeout):
-            reply = await chat_model.ainvoke(
-                lc_messages, config=self._config(name), **self.invoke_kwargs
-            )
+        # The engine passes its per-request bound (default 300 s): a total deadline, since
+        # the chat model's own HTTP timeout restarts on every byte a slow server sends.
+        reply = await within_deadline(
+            chat_model.ainvoke(lc_messages, config=self._config(name), **self.invoke_kwargs),
+            timeout,
+            f"{type(chat_model).__name__} ({name})",
+        )
         return self._to_response(reply, name)
 
     def _to_response(self, reply: BaseMessage, name: str) -> LMResponse:
@@ -184,8 +187,6 @@ def with_model(chat_model: BaseChatModel, model: str) -> BaseChatModel:
         f"Cannot switch {type(chat_model).__name__} to model {model!r}: it has no model "
         "field. Pass LangChainClient(..., models={name: chat_model}) for named sub-models."
     )
-
-
 
 
 def _profile_chars(chat_model: Any) -> int | None:
