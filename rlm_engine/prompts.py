@@ -64,8 +64,12 @@ def build_system_prompt(
 
 
 def describe_context(context: Any, preview_chars: int = 300) -> dict[str, Any]:
-    """Type, size and preview of the context: all the root LM learns about it up front."""
-    info: dict[str, Any] = {"type": type(context).__name__}
+    """Type, size and preview of the context: all the root LM learns about it up front.
+
+    A ``str`` subclass is described as ``str`` (what the REPL holds: the input boundary
+    hands it over as a plain ``str``), not by a class name that would mislead the root.
+    """
+    info: dict[str, Any] = {"type": type_name(context)}
     if isinstance(context, str):
         info["total_chars"] = len(context)
         info["preview"] = context[:preview_chars]
@@ -77,7 +81,7 @@ def describe_context(context: Any, preview_chars: int = 300) -> dict[str, Any]:
     elif isinstance(context, list | tuple):
         lengths = [len(x) if isinstance(x, str) else len(str(x)) for x in context]
         info["num_items"] = len(context)
-        info["item_type"] = type(context[0]).__name__ if context else None
+        info["item_type"] = type_name(context[0]) if context else None
         info["total_chars"] = sum(lengths)
         info["item_chars"] = lengths[:20] + (["..."] if len(lengths) > 20 else [])
         info["preview"] = repr([_short(x) for x in context[:3]])[:preview_chars]
@@ -86,6 +90,11 @@ def describe_context(context: Any, preview_chars: int = 300) -> dict[str, Any]:
         info["total_chars"] = len(text)
         info["preview"] = text[:preview_chars]
     return info
+
+
+def type_name(value: Any) -> str:
+    """The type the root is told about: ``str`` for any ``str`` subclass."""
+    return "str" if isinstance(value, str) else type(value).__name__
 
 
 def _short(x: Any, n: int = 80) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 from rlm_engine.aio import run_sync
 from rlm_engine.config import EventHandler, RLMConfig, make_config
 from rlm_engine.conversation import Conversation
+from rlm_engine.inputs import check_material
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
 
@@ -47,7 +48,12 @@ class RLM:
     async def open_session(
         self, context: Any, query: str | None = None, *, on_event: EventHandler | None = None
     ) -> RLMSession:
-        """A session to drive step by step (``generate``/``execute``/``check_final``)."""
+        """A session to drive step by step (``generate``/``execute``/``check_final``).
+
+        Raises ``EmptyInputError`` (a ``ValueError``) at once, before any client is made,
+        when the context is empty and there is no query (see ``rlm_engine.inputs``).
+        """
+        check_material(context, query)
         shared = RunResources(self.config, on_event=on_event)
         try:
             return await RLMSession.open(self.config, context, query, shared=shared)

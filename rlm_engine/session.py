@@ -23,12 +23,14 @@ from rlm_engine.clients import LMClient
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.environments import Environment, make_environment
 from rlm_engine.feedback import block_feedback, capped_block, turn_feedback
+from rlm_engine.inputs import prepare_input
 from rlm_engine.parsing import find_code_blocks, find_final
 from rlm_engine.partial_answer import PARTIAL_ANSWER_NAMES, best_partial_answer
 from rlm_engine.replay import RecordedAnswers, replay_cells
 from rlm_engine.resources import RunResources
 from rlm_engine.state import RLMResult, RLMState
-from rlm_engine.subcalls import SubCallHost
+from rlm_engine.subcalls import SubCallHost, subcall_warnings
+from rlm_engine.text import clean_text
 from rlm_engine.types import CodeBlockResult, Iteration, LMResponse
 from rlm_engine.usage import UsageTotals
 
@@ -81,7 +83,12 @@ class RLMSession:
 
         Pass ``state`` to continue a run whose process died; call ``replay()`` afterwards to
         rebuild the REPL variables.
+
+        The context and query pass the input boundary first (``rlm_engine.inputs``): text
+        is normalized for every environment, and a new run with an empty context and no
+        query raises ``EmptyInputError`` (a ``ValueError``) before any LM call.
         """
+        context, query = prepare_input(context, query, require_material=state is None)
         shared = shared or RunResources(config, logger=logger, on_event=on_event)
         root_client = shared.root_client if depth == 0 else shared.sub_client
         if state is None:
@@ -95,7 +102,7 @@ class RLMSession:
             state = RLMState(
                 query=query,
                 context_info=info,
-                system=system,
+                system=clean_text(system),
                 first_user=prompts.first_user_message(info, query),
                 depth=depth,
             )
@@ -164,7 +171,8 @@ class RLMSession:
             st.error = f"Root LM call failed after retries: {type(e).__name__}: {e}"
             return None
         self.record_usage(resp, role="root")
-        st.pending_response = resp.text
+        text = clean_text(resp.text)
+        st.pending_response = text
         st.pending_usage = {
             "input_tokens": resp.input_tokens,
             "output_tokens": resp.output_tokens,
@@ -175,11 +183,11 @@ class RLMSession:
             "root_response",
             depth=self.depth,
             iteration=st.iteration + 1,
-            text=resp.text,
+            text=text,
             input_tokens=resp.input_tokens,
             output_tokens=resp.output_tokens,
         )
-        return resp.text
+        return text
 
     # -- step 2: execute ------------------------------------------------------------------
     async def execute(self, response: str | None = None) -> Iteration | None:
@@ -188,6 +196,7 @@ class RLMSession:
         response = response if response is not None else st.pending_response
         if response is None:
             return None
+        response = clean_text(response)
         started = time.perf_counter()
         index = st.iteration + 1
         meta = st.pending_usage or {}
@@ -241,7 +250,7 @@ class RLMSession:
         if directive is not None:
             found, value = await self.env.get_variable(directive.value)
             if found:
-                return value, None
+                return clean_text(value), None
             variables = await self.env.list_variables()
             return None, prompts.missing_variable_message(directive.value, variables)
         if not blocks:
@@ -265,6 +274,10 @@ class RLMSession:
         self.shared.emit("code_start", depth=self.depth, iteration=index, code=code)
         with self.subcalls.collecting() as calls:
             r = await self.env.execute(code, timeout=self.shared.budget.clamp(self.env.timeout))
+        # REPL code can make any str (chr(0xD800), bytes decoded with surrogateescape).
+        r.stdout, r.stderr = clean_text(r.stdout), clean_text(r.stderr)
+        r.error = None if r.error is None else clean_text(r.error)
+        r.final = None if r.final is None else clean_text(r.final)
         result = capped_block(code, r, calls, self.config.repl.max_output_chars)
         self.shared.emit(
             "code_end",
@@ -304,7 +317,8 @@ class RLMSession:
                 f"The completion ran past its run_timeout of {self.shared.budget.run_timeout:g} s."
             )
         if st.status != "final" and st.partial_answer is None:
-            st.partial_answer = await best_partial_answer(self)
+            partial = await best_partial_answer(self)
+            st.partial_answer = None if partial is None else clean_text(partial)
         result = RLMResult(
             response=st.final_answer if st.status == "final" else None,
             status=st.status,
@@ -316,6 +330,7 @@ class RLMSession:
             run_id=st.run_id,
             query=st.query,
             context_info=st.context_info,
+            warnings=subcall_warnings(st.iterations),
         )
         if self.depth == 0 and self.shared.logger is not None:
             self.shared.logger.log_result(result)
@@ -325,6 +340,7 @@ class RLMSession:
             iteration=st.iteration,
             status=st.status,
             response=result.answer,
+            warnings=result.warnings,
         )
         return result
 
@@ -355,7 +371,7 @@ class RLMSession:
         st = self.state
         if st.status != "final" or not st.iterations:
             return False
-        st.iterations[-1].feedback = feedback
+        st.iterations[-1].feedback = clean_text(feedback)
         st.final_answer = st.status = st.error = st.partial_answer = None
         if st.iteration >= self.config.run.max_iterations:
             self.config = self.config.replace(max_iterations=st.iteration + 1)

@@ -70,7 +70,13 @@ class RLMState:
 
 @dataclass
 class RLMResult:
-    """The outcome of a completion. ``response`` is None unless ``status == "final"``."""
+    """The outcome of a completion. ``response`` is None unless ``status == "final"``.
+
+    ``error`` says why a run did not end with an answer. ``warnings`` says what a caller
+    should know about an answer it did get: today, that every sub-call of the run failed
+    (the status stays ``"final"``, but the answer rests on no sub-model output). Empty when
+    there is nothing to say.
+    """
 
     response: str | None
     status: Status
@@ -82,6 +88,7 @@ class RLMResult:
     run_id: str = ""
     query: str | None = None
     context_info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def answer(self) -> str | None:
@@ -97,6 +104,7 @@ class RLMResult:
             "response": self.response,
             "partial_answer": self.partial_answer,
             "error": self.error,
+            "warnings": list(self.warnings),
             "duration": self.duration,
             "iterations": len(self.iterations),
             "usage": usage,

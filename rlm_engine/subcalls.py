@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from rlm_engine.environments import HostFunction
 from rlm_engine.replay import RecordedAnswers
-from rlm_engine.types import SubCall
+from rlm_engine.text import clean_text
+from rlm_engine.types import Iteration, SubCall
 
 if TYPE_CHECKING:  # session.py imports this module, so these names are for type hints only
     from rlm_engine.config import RLMConfig
@@ -30,6 +31,8 @@ RunChild = Callable[["RLMSession"], Awaitable["RLMResult"]]
 _PROMPT_KEEP = 2_000  # characters of a sub-call prompt kept in the trajectory
 _KEEP_HEAD = 1_500  # of which from the start of the prompt; the rest from its end
 _KEEP_TAIL = _PROMPT_KEEP - _KEEP_HEAD
+#: The host functions that ask a model; tools are the user's and report their own errors.
+LM_FUNCTIONS = frozenset({"llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched"})
 
 
 def _sha(text: str) -> str:
@@ -133,7 +136,8 @@ class SubCallHost:
         )
 
     async def _sub_llm(self, prompt: Any, model: str | None, function: str) -> str:
-        prompt = prompt if isinstance(prompt, str) else str(prompt)
+        # REPL code builds prompts: text.py's rule again, so one odd character cannot fail it.
+        prompt = clean_text(prompt if isinstance(prompt, str) else str(prompt))
         call, replayed = self._new_call(function, prompt, model, prompt)
         if replayed is not None:
             return replayed
@@ -158,7 +162,7 @@ class SubCallHost:
             call.error = call.response = f"Error: {function} failed: {type(e).__name__}: {e}"
         else:
             self._session.record_usage(resp, role="sub", depth=self.depth + 1)
-            call.response, call.model = resp.text, resp.model
+            call.response, call.model = clean_text(resp.text), resp.model
             call.input_tokens, call.output_tokens, call.cost = (
                 resp.input_tokens,
                 resp.output_tokens,
@@ -189,7 +193,7 @@ class SubCallHost:
         )
 
     async def _sub_rlm(self, prompt: Any, context: Any, model: str | None, function: str) -> str:
-        prompt = prompt if isinstance(prompt, str) else str(prompt)
+        prompt = clean_text(prompt if isinstance(prompt, str) else str(prompt))
         if self.depth + 1 >= self.config.run.max_depth:
             # At the depth limit a recursive call is a plain LM call (the paper's semantics).
             text = prompt if context is None else f"{prompt}\n\n{context}"
@@ -222,6 +226,8 @@ class SubCallHost:
         call.latency = time.perf_counter() - started
         if result.status == "final" and result.response is not None:
             call.response = result.response
+            if result.warnings:  # an answer no sub-model output supports is a failed call
+                call.error = "child RLM: " + " ".join(result.warnings)
         else:
             call.error = (
                 f"child RLM ended with status {result.status}: {result.error or ''}".strip()
@@ -249,9 +255,28 @@ class SubCallHost:
                 call.latency = time.perf_counter() - started
                 self._log_call(call)
                 raise
-            call.response = _keep(str(value))
+            call.response = _keep(clean_text(str(value)))
             call.latency = time.perf_counter() - started
             self._log_call(call)
             return value
 
         return call_tool
+
+def subcall_warnings(iterations: list[Iteration]) -> list[str]:
+    """What a result must say about its sub-calls: a warning when every one of them failed.
+
+    A run can end ``final`` although each ``llm_query``/``rlm_query`` returned only an
+    error string (a provider down, a key without access to the sub model): the root then
+    answers without having read anything. That answer is still returned, with this warning.
+    """
+    calls = [c for it in iterations for c in it.subcalls if c.function in LM_FUNCTIONS]
+    failed = [c for c in calls if c.error]
+    if not calls or len(failed) < len(calls):
+        return []
+    first = failed[0].error or ""
+    if len(first) > 300:
+        first = first[:300] + "..."
+    return [
+        f"All {len(calls)} sub-calls of this run failed, so its answer rests on no sub-model "
+        f"output (first error: {first})"
+    ]

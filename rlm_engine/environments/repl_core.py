@@ -4,6 +4,11 @@ Isolated workers copy this file next to ``worker.py`` and run it with any ``pyth
 it must not import anything from ``rlm_engine``. It owns the namespace, the REPL-only
 functions (FINAL, FINAL_VAR, SHOW_VARS), output capture with a memory cap, and error text
 the root LM can act on.
+
+Three ways for code to finish, the same in every environment: ``FINAL(answer)``,
+``FINAL_VAR(name)``, and the convention of the paper authors' library (which models tuned
+on its trajectories write): the REPL starts with ``answer = {"content": "", "ready": False}``
+and a cell that leaves ``answer["ready"]`` true ends the run with ``answer["content"]``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import threading
 import traceback
 from collections.abc import Callable
 from types import CodeType
-from typing import Any, TextIO, TypedDict
+from typing import TYPE_CHECKING, Any, TextIO, TypedDict
+
+if TYPE_CHECKING:  # typing.TypeGuard is 3.10+; the worker may run an older python3
+    from typing import TypeGuard
 
 
 class CellInterrupted(BaseException):  # noqa: N818 - raised into a running cell
@@ -130,6 +138,8 @@ class ReplCore:
     """
 
     REPL_NAMES = ("FINAL", "FINAL_VAR", "SHOW_VARS")
+    #: The variable of the ``answer["content"]`` / ``answer["ready"]`` finishing convention.
+    ANSWER_NAME = "answer"
 
     def __init__(
         self,
@@ -149,6 +159,8 @@ class ReplCore:
         self.namespace["FINAL"] = self._final
         self.namespace["FINAL_VAR"] = self._final_var
         self.namespace["SHOW_VARS"] = self._show_vars
+        # Not reserved: code may bind ``answer`` to anything (``answer = llm_query(...)``).
+        self.namespace[self.ANSWER_NAME] = {"content": "", "ready": False}
         self.reserved = {"context", "__name__", "__builtins__", *host_functions, *self.REPL_NAMES}
 
     # -- functions visible in the REPL -------------------------------------------------
@@ -166,9 +178,10 @@ class ReplCore:
         if isinstance(name_or_value, str):
             name = name_or_value.strip().strip("'\"")
             if name in self.namespace and name not in self.reserved:
-                value = self.namespace[name]
-                self.final = value if isinstance(value, str) else str(value)
-                return
+                found, text = self._value_text(name, self.namespace[name])
+                if found:
+                    self.final = text
+                    return
             if name.isidentifier():
                 raise NameError(
                     f"FINAL_VAR({name!r}): no REPL variable named {name!r}. "
@@ -189,15 +202,40 @@ class ReplCore:
         for k, v in self.namespace.items():
             if k in self.reserved or k.startswith("_") or type(v).__name__ == "module":
                 continue
+            if not self._value_text(k, v)[0]:  # the untouched ``answer`` holder
+                continue
             out[k] = type(v).__name__
         return out
 
     def get_variable(self, name: str) -> tuple[bool, str]:
         name = name.strip().strip("'\"")
         if name in self.namespace and name not in self.reserved - {"context"}:
-            value = self.namespace[name]
-            return True, value if isinstance(value, str) else str(value)
+            return self._value_text(name, self.namespace[name])
         return False, ""
+
+    def _value_text(self, name: str, value: Any) -> tuple[bool, str]:
+        """``(found, text)`` of a variable; ``answer`` in the finishing convention's shape
+        stands for its ``content``, and is not there at all while that is still empty."""
+        if name == self.ANSWER_NAME and _is_answer_holder(value):
+            content = value["content"]
+            if content is None or content == "":
+                return False, ""
+            value = content
+        return True, value if isinstance(value, str) else str(value)
+
+    def _take_ready_answer(self) -> None:
+        """End the cell with ``answer["content"]`` when it set ``answer["ready"]``.
+
+        Goes through the namespace's ``FINAL``, so a setup that checks answers (DSPy's
+        typed outputs) checks this one too. ``ready`` is consumed: a run that is reopened
+        (an answer that failed validation) must set it again.
+        """
+        holder = self.namespace.get(self.ANSWER_NAME)
+        if self.final is not None or not _is_answer_holder(holder) or not holder["ready"]:
+            return
+        holder["ready"] = False
+        finish = self.namespace.get("FINAL")
+        (finish if callable(finish) else self._final)(holder["content"])
 
     # -- execution ------------------------------------------------------------------
     def run_setup(self, code: str) -> str | None:
@@ -223,18 +261,13 @@ class ReplCore:
         err_buf = _CappedBuffer(self.max_output_chars)
         stdout, stderr = _routed("stdout"), _routed("stderr")
         stdout.local.buffer, stderr.local.buffer = out_buf, err_buf
-        error: str | None = None
-        interrupted = False
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         try:
-            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-            self._exec(code, filename)
-        except (CellInterrupted, KeyboardInterrupt):
-            interrupted = True
-            error = "Interrupted: the cell ran past its time limit and was stopped."
-        except SystemExit as e:
-            error = f"SystemExit({e.code}) was raised; exiting the REPL is not allowed."
-        except BaseException as e:  # user code may raise anything; report it to the LM
-            error = self._format_error(e, filename)
+            error, interrupted = self._guarded(lambda: self._exec(code, filename), filename)
+            if not interrupted:
+                # Like FINAL(...) before an exception, an answer marked ready still counts.
+                late, interrupted = self._guarded(self._take_ready_answer, filename)
+                error = "\n".join(e for e in (error, late) if e) or None
         finally:
             stdout.local.buffer = stderr.local.buffer = None
         return {
@@ -244,6 +277,18 @@ class ReplCore:
             "final": self.final,
             "interrupted": interrupted,
         }
+
+    def _guarded(self, step: Callable[[], None], filename: str) -> tuple[str | None, bool]:
+        """Run ``step``; returns ``(error text for the LM, interrupted)``, never raises."""
+        try:
+            step()
+        except (CellInterrupted, KeyboardInterrupt):
+            return "Interrupted: the cell ran past its time limit and was stopped.", True
+        except SystemExit as e:
+            return f"SystemExit({e.code}) was raised; exiting the REPL is not allowed.", False
+        except BaseException as e:  # user code may raise anything; report it to the LM
+            return self._format_error(e, filename), False
+        return None, False
 
     @staticmethod
     def _compile(code: str, filename: str) -> tuple[CodeType | None, CodeType | None]:
@@ -284,3 +329,8 @@ class ReplCore:
             tb = tb.tb_next
         lines = traceback.format_exception(type(e), e, tb)
         return "".join(lines).rstrip()
+
+
+def _is_answer_holder(value: Any) -> TypeGuard[dict[str, Any]]:
+    """A dict in the shape of the ``answer`` convention: ``content`` and ``ready`` keys."""
+    return isinstance(value, dict) and "content" in value and "ready" in value
