@@ -262,6 +262,7 @@ class SubCallHost:
 
         return call_tool
 
+
 def subcall_warnings(iterations: list[Iteration]) -> list[str]:
     """What a result must say about its sub-calls: a warning when every one of them failed.
 
