@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -262,22 +263,31 @@ BATCH_THEN_FINISH = [
 ]
 
 
+@pytest.fixture
+def failing_subs(
+    scripted_server: ScriptedServer, openai_kwargs: dict, sub_kwargs: dict
+) -> Callable[..., dict[str, Any]]:
+    """``failing_subs(match)``: RLM options whose sub-model requests matching ``match``
+    fail (HTTP 500, no retry)."""
+
+    def options(match: Any = "scripted-sub") -> dict[str, Any]:
+        scripted_server.inject(Fault(status=500, times=None, match=match))
+        return {
+            "backend": "openai",
+            "backend_kwargs": openai_kwargs,
+            "sub_backend_kwargs": {**sub_kwargs, "max_retries": 0},
+        }
+
+    return options
+
+
 def test_final_run_whose_every_subcall_failed_says_so(
-    tmp_path: Path,
-    scripted_model: ScriptedModel,
-    scripted_server: ScriptedServer,
-    openai_kwargs: dict,
-    sub_kwargs: dict,
+    tmp_path: Path, scripted_model: ScriptedModel, failing_subs: Callable[..., dict[str, Any]]
 ) -> None:
     scripted_model.add_rule(lambda r: r.is_rlm_root, BATCH_THEN_FINISH)
-    scripted_server.inject(Fault(status=500, times=None, match="scripted-sub"))
     logger = RLMLogger(tmp_path)
-    res = RLM(
-        backend="openai",
-        backend_kwargs=openai_kwargs,
-        sub_backend_kwargs={**sub_kwargs, "max_retries": 0},
-        logger=logger,
-    ).completion("doc", "q")
+    options = failing_subs()
+    res = RLM(**options, logger=logger).completion("doc", "q")
     assert res.status == "final" and res.error is None
     (warning,) = res.warnings
     assert warning.startswith("All 2 sub-calls of this run failed") and "500" in warning
@@ -288,32 +298,16 @@ def test_final_run_whose_every_subcall_failed_says_so(
 
 
 def test_no_warning_when_some_subcalls_succeed(
-    scripted_model: ScriptedModel,
-    scripted_server: ScriptedServer,
-    openai_kwargs: dict,
-    sub_kwargs: dict,
+    scripted_model: ScriptedModel, failing_subs: Callable[..., dict[str, Any]]
 ) -> None:
     scripted_model.add_rule(lambda r: r.is_rlm_root, BATCH_THEN_FINISH)
-    scripted_server.inject(
-        Fault(
-            status=500,
-            times=None,
-            match=lambda r: r.model == "scripted-sub" and "2+2" in r.last_user,
-        )
-    )
-    res = RLM(
-        backend="openai",
-        backend_kwargs=openai_kwargs,
-        sub_backend_kwargs={**sub_kwargs, "max_retries": 0},
-    ).completion("doc", "q")
+    options = failing_subs(match=lambda r: r.model == "scripted-sub" and "2+2" in r.last_user)
+    res = RLM(**options).completion("doc", "q")
     assert res.status == "final" and res.warnings == []
 
 
 def test_child_whose_subcalls_all_failed_counts_as_a_failed_call(
-    scripted_model: ScriptedModel,
-    scripted_server: ScriptedServer,
-    openai_kwargs: dict,
-    sub_kwargs: dict,
+    scripted_model: ScriptedModel, failing_subs: Callable[..., dict[str, Any]]
 ) -> None:
     scripted_model.add_rule(
         lambda r: r.is_rlm_root and "Query: go" in r.first_user,
@@ -324,17 +318,8 @@ def test_child_whose_subcalls_all_failed_counts_as_a_failed_call(
         ["```repl\ny = llm_query('What is 1+1?')\n```", "FINAL(child gave up)"],
     )
     # The child's root runs on the sub model too: fail only the child's llm_query.
-    scripted_server.inject(
-        Fault(
-            status=500, times=None, match=lambda r: r.model == "scripted-sub" and not r.is_rlm_root
-        )
-    )
-    res = RLM(
-        backend="openai",
-        backend_kwargs=openai_kwargs,
-        sub_backend_kwargs={**sub_kwargs, "max_retries": 0},
-        max_depth=2,
-    ).completion("doc", "go")
+    options = failing_subs(match=lambda r: r.model == "scripted-sub" and not r.is_rlm_root)
+    res = RLM(**options, max_depth=2).completion("doc", "go")
     assert res.status == "final" and res.response == "child gave up"
     (child_call,) = res.iterations[0].subcalls
     assert child_call.error is not None and "All 1 sub-calls" in child_call.error
@@ -342,19 +327,10 @@ def test_child_whose_subcalls_all_failed_counts_as_a_failed_call(
 
 
 async def test_session_run_reports_warnings_too(
-    scripted_model: ScriptedModel,
-    scripted_server: ScriptedServer,
-    openai_kwargs: dict,
-    sub_kwargs: dict,
+    scripted_model: ScriptedModel, failing_subs: Callable[..., dict[str, Any]]
 ) -> None:
     scripted_model.add_rule(lambda r: r.is_rlm_root, BATCH_THEN_FINISH)
-    scripted_server.inject(Fault(status=500, times=None, match="scripted-sub"))
-    config = make_config(
-        None,
-        backend="openai",
-        backend_kwargs=openai_kwargs,
-        sub_backend_kwargs={**sub_kwargs, "max_retries": 0},
-    )
+    config = make_config(None, **failing_subs())
     shared = RunResources(config)
     try:
         session = await RLMSession.open(config, "doc", "q", shared=shared)
