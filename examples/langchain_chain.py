@@ -83,7 +83,7 @@ def main() -> int:
         )
     usage = raw.response_metadata["usage"]
     print(
-        f"One run used {raw.usage_metadata['total_tokens']:,} tokens: "
+        f"One run used {usage['total']['total_tokens']:,} tokens: "
         f"root {usage['root']['total_tokens']:,} in {usage['root']['calls']} calls, "
         f"sub {usage['sub']['total_tokens']:,} in {usage['sub']['calls']} calls; "
         f"{raw.response_metadata['iterations']} iterations."

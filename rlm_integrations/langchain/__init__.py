@@ -10,9 +10,18 @@
   tests without an API key.
 """
 
+from rlm_engine.inputs import EmptyInputError
 from rlm_integrations.langchain.chat_model import RLMChatModel
 from rlm_integrations.langchain.client import LangChainClient
-from rlm_integrations.langchain.outcome import RLMError
+from rlm_integrations.langchain.outcome import RLMError, RLMNoAnswerError, RLMTimeoutError
 from rlm_integrations.langchain.scripted import ScriptedChatModel
 
-__all__ = ["LangChainClient", "RLMChatModel", "RLMError", "ScriptedChatModel"]
+__all__ = [
+    "EmptyInputError",
+    "LangChainClient",
+    "RLMChatModel",
+    "RLMError",
+    "RLMNoAnswerError",
+    "RLMTimeoutError",
+    "ScriptedChatModel",
+]

@@ -34,7 +34,7 @@ from langchain_core.runnables import (
     ensure_config,
 )
 from langchain_core.utils import secret_from_env
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from rlm_engine.aio import run_sync
 from rlm_engine.clients import LMClient
@@ -56,7 +56,7 @@ from rlm_integrations.langchain.progress import (
     SyncProgress,
     stream_writer,
 )
-from rlm_integrations.langchain.request import RLMRequest, rlm_request
+from rlm_integrations.langchain.request import RLMRequest, context_fingerprint, rlm_request
 from rlm_integrations.langchain.structured import OutputSchema, structured_parser
 from rlm_integrations.langchain.tools import (
     ToolsMode,
@@ -64,6 +64,7 @@ from rlm_integrations.langchain.tools import (
     repl_tools,
     tool_spec,
 )
+from rlm_integrations.langchain.usage import reporting_clients, root_model_name, unreported_usage
 
 # The run id and config of the current public call, for ``_stream``/``_astream``, which
 # LangChain calls without a run manager; progress events need the run they belong to.
@@ -96,6 +97,21 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     Tools: ``bind_tools(tools, tool_choice=..., mode=...)``; ``mode="call"`` (default,
     see ``tools_mode``) returns ``AIMessage.tool_calls`` for the caller to run, as agents
     expect; ``mode="repl"`` runs the tools inside the RLM run as REPL functions.
+
+    Usage (details in :mod:`rlm_integrations.langchain.usage`): every LM call except the
+    top-level root turns is its own chat-model run nested under this one, with its own
+    ``usage_metadata`` and ``model_name`` (a LangChain ``llm``/``sub_llm`` reports its
+    runs itself; the engine's sub client's calls are reported as ``rlm:<model>`` runs).
+    The returned message's ``usage_metadata`` counts only what no nested run reported:
+    the root turns of the engine's own root client. So ``get_usage_metadata_callback()``
+    and LangSmith count each token once, under its model; ``response_metadata["usage"]``
+    has the whole run (``total``, ``root``, ``sub``, ``by_model``).
+
+    Input and outcome: a call with no question and no context raises
+    :class:`~rlm_integrations.langchain.request.EmptyInputError` before any LM call; a run
+    that ends at a limit with no answer at all raises ``RLMTimeoutError`` (a
+    ``TimeoutError``) or ``RLMNoAnswerError`` instead of returning ``''``. Engine options
+    are validated at construction.
     """
 
     # LangChain's names and types for engine options (rlm_integrations.langchain.options);
@@ -122,7 +138,9 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     # Chat-model behaviour, not engine options.
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     streaming: bool = False
-    context: Any = None
+    context: Any = Field(default=None, exclude=True)
+    """Material for every call (``invoke(..., context=...)`` overrides it). Kept out of
+    ``dumpd`` and callback payloads (it may be megabytes); the cache key holds its hash."""
     tools_mode: ToolsMode = "call"
     max_output_retries: int = 2
     """Extra root turns to fix an answer that fails the schema or a required tool call."""
@@ -130,6 +148,14 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
 
     # extra="forbid": a misspelled option is an error, not a silently ignored keyword.
     model_config = ConfigDict(populate_by_name=True, protected_namespaces=(), extra="forbid")
+
+    @model_validator(mode="after")
+    def _validate_engine_options(self) -> RLMChatModel:
+        """Build the engine configuration once, so a bad option (``max_iterations=0``, an
+        unknown environment...) fails at construction, as a pydantic field error would,
+        not at the first call."""
+        self.engine_config()
+        return self
 
     # -- identity, tracing, serialization -----------------------------------------------
     @property
@@ -167,6 +193,20 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
         if stop or self.stop:
             params["ls_stop"] = stop or self.stop
         return params
+
+    def _get_invocation_params(
+        self, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        # Callbacks and tracers get these; a per-call context is described, not copied.
+        if "context" in kwargs:
+            kwargs["context"] = context_fingerprint(kwargs["context"])
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        # The cache key: the context (per call, else the constructor's, which dumpd leaves
+        # out) by its hash, so a different document is a different key at any size.
+        kwargs["context"] = context_fingerprint(kwargs.get("context", self.context))
+        return super()._get_llm_string(stop=stop, **kwargs)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -398,7 +438,7 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     ) -> AIMessage:
         request = rlm_request(messages, kwargs, self.context, self.max_query_chars)
         config = self._call_config(target, request)
-        root_client, sub_client = make_clients(config)
+        root_client, sub_client = reporting_clients(*make_clients(config), target)
         progress = progress_cls(target, writer)
         shared = RunResources(
             config, root_client=root_client, sub_client=sub_client, on_event=progress
@@ -422,8 +462,9 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
             finally:
                 await progress.aclose()  # deliver every queued progress event
         stops = [*(self.stop or []), *(stop or [])]
-        model = request.model or root_client.model_name
-        return to_message(result, model, request.schema, request.tool_calls, stops)
+        model = root_model_name(result.usage, request.model or root_client.model_name)
+        usage = unreported_usage(result.usage, root_client)
+        return to_message(result, model, request.schema, request.tool_calls, stops, usage)
 
     # -- BaseChatModel hooks ----------------------------------------------------------------
     async def _agenerate(

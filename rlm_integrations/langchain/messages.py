@@ -25,6 +25,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from rlm_engine.text import clean_text
+
 _TEXT_BLOCKS = {"text", "input_text", "output_text"}
 _IGNORED_BLOCKS = {"tool_use", "tool_call", "thinking", "reasoning", "redacted_thinking"}
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
@@ -43,7 +45,11 @@ class UnsupportedContentError(ValueError):
 
 
 def message_text(message: BaseMessage) -> str:
-    """The text of a message; rejects media blocks with an actionable error."""
+    """The text of a message as a plain ``str``; rejects media blocks with an actionable error.
+
+    ``BaseMessage.text`` is a ``str`` subclass (``TextAccessor``); the REPL, and the root
+    LM's description of ``context``, get plain UTF-8-safe text (``rlm_engine.text``).
+    """
     content = message.content
     if isinstance(content, list):
         for block in content:
@@ -55,7 +61,7 @@ def message_text(message: BaseMessage) -> str:
                         f"{kind!r} content block. Extract the text first (e.g. PDF to text, "
                         "speech to text) and pass it as the message or as context=."
                     )
-    return message.text
+    return clean_text(message.text)
 
 
 def _describe_calls(message: AIMessage) -> list[str]:
@@ -81,14 +87,21 @@ def _as_dict(message: BaseMessage) -> dict[str, Any]:
 def _since_last_human(
     messages: Sequence[BaseMessage], max_chars: int
 ) -> tuple[list[str], list[BaseMessage]]:
-    """Lines describing the current turn, and messages too long to show (to the context)."""
+    """Lines describing the current turn, and messages too long to show (to the context).
+
+    Nothing is dropped: a message too long for the query is named there and moved to the
+    context whole.
+    """
     lines: list[str] = []
     overflow: list[BaseMessage] = []
     for m in messages:
         if isinstance(m, AIMessage):
             text = message_text(m).strip()
-            if text:
-                lines.append(f"You said: {text}" if len(text) <= max_chars else "")
+            if len(text) > max_chars:
+                lines.append(f"You said {len(text):,} characters, stored in `context`.")
+                overflow.append(m)
+            elif text:
+                lines.append(f"You said: {text}")
             lines.extend(_describe_calls(m))
         elif isinstance(m, ToolMessage):
             text = message_text(m)
@@ -127,7 +140,7 @@ def split_messages(
     material = [m for m in before if not (instructions and m.type == "system")]
 
     parts: list[str] = []
-    if instructions:
+    if any(instructions):
         parts.append("Instructions: " + "\n".join(t for t in instructions if t))
     question: str | None = None
     if last_human is not None:
@@ -164,5 +177,5 @@ def split_messages(
         ctx = conversation
     else:
         ctx = question or ""  # no material: the prompt is its own context
-    query = "\n\n".join(p for p in parts if p) or None
+    query = "\n\n".join(p for p in parts if p.strip()) or None
     return RLMInput(context=ctx, query=query)

@@ -36,20 +36,41 @@ class RLMError(RuntimeError):
         self.result = result
 
 
+class RLMTimeoutError(RLMError, TimeoutError):
+    """The run hit ``run_timeout`` before it had any answer, even a partial one.
+
+    A ``TimeoutError``, as a timed-out ``ChatOpenAI`` call raises one, so a chain fails
+    loudly (and ``with_retry``/``with_fallbacks`` can act) instead of passing ``''`` on.
+    """
+
+
+class RLMNoAnswerError(RLMError):
+    """The run stopped at a limit (``budget``, ``max_iterations``) with no answer at all."""
+
+
 def to_message(
     result: RLMResult,
     model: str,
     schema: OutputSchema | None,
     requests: ToolCallRequests | None,
     stop: list[str] | None,
+    usage_metadata: UsageMetadata,
 ) -> AIMessage:
-    """The AIMessage of a finished run: answer, tool calls, exact usage, run metadata."""
+    """The AIMessage of a finished run: answer, tool calls, usage, run metadata.
+
+    ``usage_metadata`` is what the message itself reports (the calls no nested run
+    reported, see :mod:`.usage`); the whole run's usage goes to ``response_metadata``.
+    A run that stopped at a limit keeps its partial answer; one with no answer at all
+    raises (:class:`RLMTimeoutError`, :class:`RLMNoAnswerError`) rather than return ``''``.
+    """
     if result.status == "error":
         raise RLMError(f"RLM run failed: {result.error}", result)
     text = result.answer or ""
     calls: list[dict[str, Any]] = []
     if requests is not None:
         text, calls = requests.finish(text)
+    if result.status != "final" and not text.strip() and not calls:
+        raise _no_answer(result)
     if schema is not None and schema.method == "function_calling" and not calls:
         try:
             value = schema.check(text)
@@ -69,11 +90,7 @@ def to_message(
     return AIMessage(
         content=text,
         tool_calls=calls,
-        usage_metadata=UsageMetadata(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            total_tokens=usage.total_tokens,
-        ),
+        usage_metadata=usage_metadata,
         response_metadata={
             "model_name": model,
             "model_provider": "rlm",
@@ -81,6 +98,7 @@ def to_message(
             "status": result.status,
             "iterations": len(result.iterations),
             "usage": {
+                "total": usage.total.to_dict(),
                 "root": usage.root.to_dict(),
                 "sub": usage.sub.to_dict(),
                 "by_model": {k: v.to_dict() for k, v in usage.by_model().items()},
@@ -90,6 +108,22 @@ def to_message(
             "duration": result.duration,
             **({"error": result.error} if result.error else {}),
         },
+    )
+
+
+def _no_answer(result: RLMResult) -> RLMError:
+    spent = f"{len(result.iterations)} root turns, {result.usage.calls} LM calls"
+    if result.status == "timeout":
+        return RLMTimeoutError(
+            f"The RLM run hit its run_timeout after {result.duration:.1f}s ({spent}) with "
+            "no answer, not even a partial one. Raise run_timeout, or ask for less.",
+            result,
+        )
+    why = f": {result.error}" if result.error else ""
+    return RLMNoAnswerError(
+        f"The RLM run stopped at its {result.status} limit ({spent}) with no answer{why}. "
+        "Raise the limit (max_iterations, max_llm_calls, max_total_tokens, max_cost).",
+        result,
     )
 
 

@@ -7,6 +7,7 @@ alone and keeps the chat model's hooks to "build, run, convert".
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 from rlm_engine.environments import HostFunction
+from rlm_engine.inputs import EmptyInputError
+from rlm_engine.text import clean_value, is_blank
 from rlm_integrations.langchain.messages import split_messages
 from rlm_integrations.langchain.structured import OutputSchema
 from rlm_integrations.langchain.tools import ToolCallRequests, normalize_tool_choice, repl_tools
@@ -50,7 +53,8 @@ def rlm_request(
     """The RLM request for ``messages`` and the call's ``kwargs``.
 
     Raises ``TypeError`` for call arguments the chat model does not understand, so a typo
-    is not silently ignored.
+    is not silently ignored, and ``EmptyInputError`` when there is neither a question nor
+    material.
     """
     unknown = set(kwargs) - CALL_KWARGS - IGNORED_KWARGS
     if unknown:
@@ -61,7 +65,20 @@ def rlm_request(
     rlm_in = split_messages(
         list(messages), kwargs.get("context", default_context), max_query_chars=max_query_chars
     )
-    request = RLMRequest(context=rlm_in.context, query=rlm_in.query, model=kwargs.get("model"))
+    # Checked here, before clients are built (the engine checks again when the session
+    # opens): providers reject an empty ``messages`` list, and root turns over nothing
+    # could only answer that nothing was asked.
+    if is_blank(rlm_in.query) and is_blank(_material(rlm_in.context)):
+        raise EmptyInputError(
+            f"RLMChatModel got nothing to work on: {len(messages)} message(s) with no text "
+            "and no context. Pass a question (llm.invoke('...')) or material "
+            "(llm.invoke(question, context=document))."
+        )
+    # Plain, UTF-8-safe text (the engine's one rule, rlm_engine.text): template text is a
+    # TextAccessor, a str subclass.
+    request = RLMRequest(
+        context=clean_value(rlm_in.context), query=rlm_in.query, model=kwargs.get("model")
+    )
     docs: list[str] = []
     if kwargs.get("tools"):
         specs = [t.get("function", t) for t in kwargs["tools"]]
@@ -81,4 +98,37 @@ def rlm_request(
     return request
 
 
-__all__ = ["CALL_KWARGS", "IGNORED_KWARGS", "TASK_IN_CONTEXT", "RLMRequest", "rlm_request"]
+def _material(context: Any) -> Any:
+    """The context without message roles: ``[{"role": "assistant", "content": ""}]`` holds
+    no material, though its role is a non-blank string."""
+    if isinstance(context, list):
+        return [_material(v) for v in context]
+    if isinstance(context, dict):
+        if "role" in context and "content" in context:
+            return [context["content"], *context.get("tool_calls", [])]
+        return {k: _material(v) for k, v in context.items()}
+    return context
+
+
+def context_fingerprint(value: Any) -> dict[str, Any] | None:
+    """A short stand-in for a context in traces and cache keys: type, size, SHA-256.
+
+    Non-text contexts are hashed by their ``repr``: equal values give equal keys, and an
+    object whose ``repr`` is not stable only misses the cache.
+    """
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return {"type": type(value).__name__, "chars": len(text), "sha256": digest}
+
+
+__all__ = [
+    "CALL_KWARGS",
+    "IGNORED_KWARGS",
+    "TASK_IN_CONTEXT",
+    "EmptyInputError",
+    "RLMRequest",
+    "context_fingerprint",
+    "rlm_request",
+]

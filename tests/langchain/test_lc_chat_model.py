@@ -9,16 +9,23 @@ from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumpd, load
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.tools import tool
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from typing_extensions import TypedDict
 
 from rlm_engine.clients.configured import make_clients
 from rlm_engine.scripted import Fault, Request, ScriptedModel
 from rlm_engine.scripted.server import ScriptedServer
-from rlm_integrations.langchain import RLMChatModel, RLMError, ScriptedChatModel
+from rlm_integrations.langchain import (
+    EmptyInputError,
+    RLMChatModel,
+    RLMError,
+    RLMTimeoutError,
+    ScriptedChatModel,
+)
 
 NEEDLE = "The secret code is 4729."
 
@@ -75,17 +82,21 @@ def test_long_document_answer_usage_and_metadata(
     assert meta["model_provider"] == "rlm"
     assert (meta["status"], meta["finish_reason"]) == ("final", "stop")
     assert meta["iterations"] >= 2
-    # usage_metadata holds exactly what the server counted, root and sub-calls together.
+    # response_metadata["usage"] holds exactly what the server counted; usage_metadata the
+    # root turns (the sub-calls are nested runs with their own usage: test_lc_usage.py).
     log = [r for r in scripted_server.stats.log if r.model]
-    assert msg.usage_metadata["input_tokens"] == sum(r.prompt_tokens for r in log)
-    assert msg.usage_metadata["output_tokens"] == sum(r.completion_tokens for r in log)
-    assert msg.usage_metadata["total_tokens"] == (
-        msg.usage_metadata["input_tokens"] + msg.usage_metadata["output_tokens"]
-    )
+    total = meta["usage"]["total"]
+    assert total["input_tokens"] == sum(r.prompt_tokens for r in log)
+    assert total["output_tokens"] == sum(r.completion_tokens for r in log)
     root, sub = meta["usage"]["root"], meta["usage"]["sub"]
     assert root["calls"] == sum(1 for r in log if r.model == "scripted-root")
     assert sub["calls"] == sum(1 for r in log if r.model == "scripted-sub") > 0
-    assert root["input_tokens"] + sub["input_tokens"] == msg.usage_metadata["input_tokens"]
+    assert root["input_tokens"] + sub["input_tokens"] == total["input_tokens"]
+    assert msg.usage_metadata == {
+        "input_tokens": root["input_tokens"],
+        "output_tokens": root["output_tokens"],
+        "total_tokens": root["total_tokens"],
+    }
 
 
 def test_root_lm_never_sees_the_document(model: ScriptedModel, llm: RLMChatModel) -> None:
@@ -138,6 +149,97 @@ def test_root_failure_raises_rlm_error(llm: RLMChatModel, scripted_server: Scrip
     with pytest.raises(RLMError, match="Root LM call failed") as info:
         llm.model_copy(update={"max_retries": 0}).invoke("What is the secret code?")
     assert info.value.result.status == "error"
+
+
+# -- input and outcome edge cases ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "messages",
+    [[], "", "   ", [SystemMessage(""), HumanMessage(" \n")], [AIMessage(""), HumanMessage("")]],
+    ids=["no-messages", "empty-string", "blank", "empty-messages", "empty-turns"],
+)
+def test_empty_input_fails_before_any_lm_call(
+    llm: RLMChatModel, scripted_server: ScriptedServer, messages: Any
+) -> None:
+    with pytest.raises(EmptyInputError, match="nothing to work on"):
+        llm.invoke(messages)
+    with pytest.raises(EmptyInputError):
+        llm.invoke(messages, context="")
+    assert scripted_server.stats.requests == 0
+
+
+def test_a_question_alone_or_a_context_alone_is_input(llm: RLMChatModel) -> None:
+    assert llm.invoke("What is the secret code?", context=DOC).content == "4729"
+    assert llm.invoke("", context=DOC + "\nWhat is the secret code?").content  # task in context
+
+
+def test_prompt_template_text_reaches_the_repl_as_plain_str(
+    model: ScriptedModel, llm: RLMChatModel, scripted_server: ScriptedServer
+) -> None:
+    # ChatPromptTemplate's messages hold TextAccessor (a str subclass) text.
+    code = "```repl\nprint(type(context).__name__ + '!', type(context) is str)\n```"
+    model.add_rule(root_turn(0), code)
+    model.add_rule(root_turn(1), "FINAL(done)")
+    spy = Spy()
+    model.add_skill(spy)
+    prompt = ChatPromptTemplate.from_messages([("system", "{document}"), ("human", "{question}")])
+    msg = (prompt | llm).invoke({"document": DOC, "question": "What type is it?"})
+    assert msg.content == "done"
+    roots = [r for r in scripted_server.stats.log if r.model == "scripted-root"]
+    assert "str! True" in roots[1].last_user
+    assert not any("TextAccessor" in m["content"] for r in spy.requests for m in r.messages)
+
+
+def test_engine_options_are_validated_at_construction() -> None:
+    with pytest.raises(ValidationError, match="max_iterations must be at least 1"):
+        RLMChatModel(backend="scripted", max_iterations=0)
+    with pytest.raises(ValidationError, match="max_depth"):
+        RLMChatModel(backend="scripted", max_depth=0)
+
+
+def test_constructor_context_stays_out_of_payloads(
+    llm: RLMChatModel, scripted_server: ScriptedServer
+) -> None:
+    big = llm.model_copy(update={"context": DOC})
+    assert len(str(dumpd(big))) < 2_000
+    started: list[Any] = []
+
+    class Starts(BaseCallbackHandler):
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
+            if kw.get("parent_run_id") is None:  # the RLM call, not its nested sub-calls
+                started.append((serialized, kw.get("invocation_params"), kw.get("options")))
+
+    assert big.invoke("What is the secret code?", config={"callbacks": [Starts()]}).content == (
+        "4729"
+    )
+    assert llm.invoke("What is the code?", context=DOC, config={"callbacks": [Starts()]}).content
+    payloads = [str(s) for s in started]
+    assert len(payloads) == 2 and all(len(p) < 4_000 for p in payloads)
+    assert all(NEEDLE not in p for p in payloads)
+
+
+def test_cache_tells_constructor_contexts_apart(llm: RLMChatModel) -> None:
+    cache = InMemoryCache()
+    first = llm.model_copy(update={"cache": cache, "context": DOC})
+    second = llm.model_copy(update={"cache": cache, "context": DOC.replace("4729", "1")})
+    assert first.invoke("What is the secret code?").content == "4729"
+    assert second.invoke("What is the secret code?").content == "1"
+    assert first.invoke("What is the secret code?").content == "4729"
+
+
+def test_timeout_with_no_answer_raises(model: ScriptedModel, llm: RLMChatModel) -> None:
+    model.add_rule(lambda r: r.is_rlm_root, "FINAL(too late)", latency=5.0)
+    chain = llm.model_copy(update={"run_timeout": 0.5}) | StrOutputParser()
+    with pytest.raises(RLMTimeoutError, match="run_timeout") as info:
+        chain.invoke("What is the secret code?")
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.result.status == "timeout"
+
+
+def test_timeout_keeps_a_partial_answer(model: ScriptedModel, llm: RLMChatModel) -> None:
+    model.add_rule(root_turn(0), "```repl\nanswer = 'partial 7'\nprint(answer)\n```")
+    model.add_rule(root_turn(1), "FINAL(too late)", latency=5.0)
+    msg = llm.model_copy(update={"run_timeout": 1.0}).invoke("What is the code?", context=DOC)
+    assert (msg.content, msg.response_metadata["finish_reason"]) == ("partial 7", "timeout")
 
 
 def test_limits_return_the_partial_answer_with_the_status(
@@ -474,7 +576,7 @@ def test_anthropic_backend_with_known_prices(
     msg = llm.invoke("What is the secret code?", context=DOC)
     assert msg.content == "4729"
     assert set(scripted_server.stats.by_path) == {"/v1/messages"}
-    u = msg.usage_metadata
+    u = msg.response_metadata["usage"]["total"]
     # claude-haiku-4-5 is priced at $1 / $5 per million input / output tokens.
     expected = (u["input_tokens"] * 1.0 + u["output_tokens"] * 5.0) / 1e6
     assert msg.response_metadata["cost"] == pytest.approx(expected)

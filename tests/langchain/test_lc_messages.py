@@ -86,3 +86,25 @@ def test_thinking_and_tool_use_blocks_are_ignored_not_rejected() -> None:
         {"role": "assistant", "content": "Hello there"},
     ]
     assert r.query == "ok"
+
+
+def test_long_ai_message_in_the_current_turn_moves_to_the_context() -> None:
+    call = {"name": "lookup", "args": {"q": "x"}, "id": "c1"}
+    long_ai = AIMessage("x" * 5000 + " KEYFACT", tool_calls=[call])
+    r = split_messages([HumanMessage("Q?"), long_ai, ToolMessage("42", tool_call_id="c1")])
+    assert isinstance(r.context, list)
+    assert any("KEYFACT" in m["content"] for m in r.context)  # nothing the user sent is lost
+    assert r.query is not None
+    assert "You said 5,008 characters, stored in `context`." in r.query
+    assert "lookup" in r.query and "42" in r.query  # the call and its result stay in view
+
+
+def test_template_text_is_plain_str() -> None:
+    # BaseMessage.text is langchain-core's TextAccessor, a str subclass.
+    r = split_messages([SystemMessage(DOC), HumanMessage("How many words?")])
+    assert type(r.context) is str
+    assert type(r.query) is str
+
+
+def test_empty_instructions_and_blank_question_make_no_query() -> None:
+    assert split_messages([SystemMessage(""), HumanMessage(" \n")]).query is None
