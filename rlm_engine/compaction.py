@@ -18,8 +18,14 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rlm_engine.types import Iteration, Message
-from rlm_engine.windows import estimate_tokens, known_window
+from rlm_engine.types import Iteration, LMResponse, Message
+from rlm_engine.windows import (
+    CHARS_PER_TOKEN,
+    estimate_tokens,
+    is_context_overflow,
+    known_window,
+    window_from_error,
+)
 
 if TYPE_CHECKING:  # session.py imports this module
     from rlm_engine.session import RLMSession
@@ -28,6 +34,10 @@ if TYPE_CHECKING:  # session.py imports this module
 HISTORY_VARIABLE = "compacted_history"
 #: Characters of each code block and output kept in the mechanical digest.
 _DIGEST_KEEP = 600
+#: Share of the root's window a summary may take.
+_SUMMARY_SHARE = 0.3
+#: Compactions and retries after a provider says the prompt is too long.
+_OVERFLOW_RETRIES = 3
 
 #: What the root is asked for when its history is folded (the paper authors' library asks
 #: the same at 85% of the window: progress and exact intermediate values).
@@ -101,11 +111,11 @@ def history_messages(
 def root_window(session: RLMSession) -> int:
     """The root model's input window in tokens: configured, known, or the client's own."""
     configured = session.config.history.root_context_window
-    if configured:
-        return configured
     client = session.root_client
     model = session.root_model or client.model_name
-    return known_window(model) or int(client.context_chars / 3.5)
+    window = configured or known_window(model) or int(client.context_chars / CHARS_PER_TOKEN)
+    learned = session.learned_window  # what the provider said, when it refused a prompt
+    return min(window, learned) if learned else window
 
 
 def over_threshold(session: RLMSession, messages: list[Message]) -> bool:
@@ -117,7 +127,7 @@ def over_threshold(session: RLMSession, messages: list[Message]) -> bool:
 def compactable(session: RLMSession) -> int:
     """How many iterations a compaction would fold in now (0: nothing to compact)."""
     st = session.state
-    done = st.compaction.upto if st.compaction else 0
+    done = int(st.compaction["upto"]) if st.compaction else 0
     keep = session.config.history.keep_last_iterations
     return max(0, st.iteration - keep - done)
 
@@ -131,16 +141,20 @@ async def compact(session: RLMSession, *, aggressive: bool = False) -> bool:
     ``aggressive`` (after a context-length error) keeps no iteration verbatim.
     """
     st = session.state
+    previous = Compaction.from_dict(st.compaction) if st.compaction else None
     keep = 0 if aggressive else session.config.history.keep_last_iterations
     upto = st.iteration - keep
-    if upto <= (st.compaction.upto if st.compaction else 0):
+    if upto <= (previous.upto if previous else 0):
         return False
     folded = st.iterations[:upto]
-    summary = await _root_summary(session, upto)
+    room = int(_SUMMARY_SHARE * root_window(session) * CHARS_PER_TOKEN)
+    summary = await _root_summary(session, upto, previous)
     kind = "summary"
     if summary is None:
-        summary, kind = digest(folded, st.compaction), "digest"
-    st.compaction = Compaction(upto, summary, kind)
+        summary, kind = digest(folded, previous), "digest"
+    if len(summary) > room:  # keep the newest part: it holds the latest values and step
+        summary = "[... earlier part of the summary cut to fit the window ...]\n" + summary[-room:]
+    st.compaction = Compaction(upto, summary, kind).to_dict()
     await _store_history(session, folded)
     session.shared.emit(
         "compaction", depth=session.depth, iteration=st.iteration, upto=upto, kind=kind
@@ -148,15 +162,15 @@ async def compact(session: RLMSession, *, aggressive: bool = False) -> bool:
     return True
 
 
-async def _root_summary(session: RLMSession, upto: int) -> str | None:
+async def _root_summary(session: RLMSession, upto: int, previous: Compaction | None) -> str | None:
     """The root's own summary of iterations 1..upto, or None if it cannot give one."""
     st, budget = session.state, session.shared.budget
+    msgs = history_messages(st.system, st.first_user, st.iterations[:upto], previous)
+    msgs.append({"role": "user", "content": COMPACTION_REQUEST})
+    if estimate_tokens(msgs) > root_window(session):
+        return None  # the request itself would not fit
     if budget.timed_out() or budget.reserve() is not None:
         return None
-    msgs = history_messages(st.system, st.first_user, st.iterations[:upto], st.compaction)
-    msgs.append({"role": "user", "content": COMPACTION_REQUEST})
-    if over_threshold(session, msgs) and estimate_tokens(msgs) > root_window(session):
-        return None  # the request itself would not fit
     try:
         resp = await session.root_client.acomplete(
             msgs,
@@ -168,6 +182,37 @@ async def _root_summary(session: RLMSession, upto: int) -> str | None:
     session.record_usage(resp, role="root")
     text = resp.text.strip()
     return text or None
+
+
+async def call_root(session: RLMSession) -> LMResponse:
+    """The root LM call of one iteration, kept inside the root's window.
+
+    Compacts first when the prompt passes the threshold; when the provider still answers
+    that the prompt is too long (an estimate is only an estimate), compacts harder and
+    retries once. Any other failure is raised as it came.
+    """
+    if over_threshold(session, session.state.messages()) and compactable(session):
+        await compact(session)
+    for attempt in range(_OVERFLOW_RETRIES + 1):
+        messages = session.state.messages()
+        try:
+            return await session.root_client.acomplete(
+                messages,
+                model=session.root_model,
+                timeout=session.shared.budget.clamp(session.config.reply.timeout),
+            )
+        except Exception as e:
+            if attempt == _OVERFLOW_RETRIES or not is_context_overflow(e):
+                raise
+            # The estimate was wrong: believe the provider from now on.
+            stated = window_from_error(e)
+            session.learned_window = stated or int(estimate_tokens(messages) * 0.8)
+            session.shared.emit(
+                "context_overflow", depth=session.depth, window=session.learned_window
+            )
+            if not await compact(session, aggressive=True):
+                raise
+    raise AssertionError("unreachable")
 
 
 def digest(iterations: list[Iteration], previous: Compaction | None) -> str:
@@ -214,6 +259,7 @@ async def _store_history(session: RLMSession, folded: list[Iteration]) -> None:
 __all__ = [
     "HISTORY_VARIABLE",
     "Compaction",
+    "call_root",
     "compact",
     "compactable",
     "digest",

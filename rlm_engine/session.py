@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from rlm_engine import prompts
 from rlm_engine.clients import LMClient
+from rlm_engine.compaction import call_root
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.environments import Environment, make_environment
 from rlm_engine.feedback import block_feedback, capped_block, turn_feedback
@@ -63,6 +64,8 @@ class RLMSession:
         self.subcalls = SubCallHost(self, self._recorded, run_child=run)
         self._started = time.perf_counter()
         self._closed = False
+        #: The root's window as a context-length error stated it (``rlm_engine.compaction``).
+        self.learned_window: int | None = None
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -158,11 +161,7 @@ class RLMSession:
         self.shared.emit("iteration_start", depth=self.depth, iteration=st.iteration + 1)
         started = time.perf_counter()
         try:
-            resp = await self.root_client.acomplete(
-                self.state.messages(),
-                model=self.root_model,
-                timeout=self.shared.budget.clamp(self.config.reply.timeout),
-            )
+            resp = await call_root(self)  # compacts the history when it nears the window
         except Exception as e:
             if self.shared.budget.timed_out():
                 st.status = "timeout"

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_engine.compaction import Compaction, history_messages
 from rlm_engine.types import Iteration, Message, Status
 from rlm_engine.usage import Usage
 
@@ -40,21 +41,18 @@ class RLMState:
     status: Status | None = None
     error: str | None = None
     started_at: float = field(default_factory=time.time)
+    #: The latest compaction of the root history (``rlm_engine.compaction``): iterations
+    #: ``1..upto`` are replaced in ``messages()`` by ``summary``; None until one happens.
+    compaction: dict[str, Any] | None = None
 
     @property
     def iteration(self) -> int:
         return len(self.iterations)
 
     def messages(self) -> list[Message]:
-        msgs: list[Message] = [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": self.first_user},
-        ]
-        for it in self.iterations:
-            msgs.append({"role": "assistant", "content": it.response})
-            if it.feedback:
-                msgs.append({"role": "user", "content": it.feedback})
-        return msgs
+        """The root's prompt: the whole history, or its compacted form after a compaction."""
+        compaction = Compaction.from_dict(self.compaction) if self.compaction else None
+        return history_messages(self.system, self.first_user, self.iterations, compaction)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "iterations"}

@@ -84,6 +84,23 @@ def is_context_overflow(error: BaseException) -> bool:
     return False
 
 
+_WINDOW_IN_ERROR = re.compile(
+    r"maximum context length is (\d[\d,]*)|> ?(\d[\d,]*) maximum|context (?:size|length) "
+    r"(?:is |of )?\(?(\d[\d,]*)",
+    re.IGNORECASE,
+)
+
+
+def window_from_error(error: BaseException) -> int | None:
+    """The window a context-length error states, in tokens (OpenAI, Anthropic, vLLM and
+    llama.cpp say it), else None."""
+    m = _WINDOW_IN_ERROR.search(_describe(error))
+    if not m:
+        return None
+    number = next(g for g in m.groups() if g)
+    return int(number.replace(",", ""))
+
+
 def _describe(error: BaseException) -> str:
     parts: list[Any] = [type(error).__name__, str(error)]
     for attr in ("code", "body", "message"):
@@ -97,4 +114,5 @@ __all__ = [
     "estimate_tokens",
     "is_context_overflow",
     "known_window",
+    "window_from_error",
 ]

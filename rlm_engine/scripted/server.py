@@ -58,8 +58,12 @@ class ScriptedServer:
         port: int = 0,
         latency: float = 0.0,
         models: Iterable[str] | None = None,
+        context_window: int | None = None,
     ) -> None:
         self.model = model or ScriptedModel()
+        #: Prompt tokens a completion may have (None: no limit). Longer prompts get the
+        #: provider's own 400 context-length error, in the API's wire format.
+        self.context_window = context_window
         self.host = host
         self.models = list(models or DEFAULT_MODELS)
         self.latency = latency
@@ -303,6 +307,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"input_tokens": prompt_tokens})
             return
 
+        if app.context_window is not None:
+            prompt_tokens, _ = app.model.usage_for(req, Reply())
+            if prompt_tokens > app.context_window:
+                rec.fault = "context_length"
+                self._send_context_error(api, prompt_tokens, app.context_window)
+                return
+
         fault = app._faults.take(req)
         if fault is not None:
             rec.fault = fault.kind
@@ -401,6 +412,25 @@ class _Handler(BaseHTTPRequestHandler):
         )
         return self._send_json(status, body, headers)
 
+    def _send_context_error(self, api: str, tokens: int, window: int) -> int:
+        """What OpenAI and Anthropic answer for a prompt past the window, word for word."""
+        if api == "anthropic":
+            body = wire.anthropic_error(
+                400, f"prompt is too long: {tokens} tokens > {window} maximum"
+            )
+        else:
+            body = {
+                "error": {
+                    "message": f"This model's maximum context length is {window} tokens. "
+                    f"However, your messages resulted in {tokens} tokens. Please reduce the "
+                    "length of the messages.",
+                    "type": "invalid_request_error",
+                    "param": "messages",
+                    "code": "context_length_exceeded",
+                }
+            }
+        return self._send_json(400, body)
+
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> int:
         return self._send_bytes(status, json.dumps(obj).encode(), "application/json", headers)
 
@@ -461,10 +491,21 @@ def main(argv: list[str] | None = None) -> int:
         help="serve the model without its standard skills (LangChain tool calls and "
         "structured output, DSPy formats): only the RLM policies answer",
     )
+    parser.add_argument(
+        "--context-window",
+        type=int,
+        metavar="TOKENS",
+        help="reject prompts longer than this with the provider's context-length error",
+    )
     args = parser.parse_args(argv)
     model = ScriptedModel(skills=not args.bare)
     server = ScriptedServer(
-        model, host=args.host, port=args.port, latency=args.latency, models=args.models
+        model,
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        models=args.models,
+        context_window=args.context_window,
     )
     server.verbose = not args.quiet
     with server:

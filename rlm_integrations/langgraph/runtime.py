@@ -40,6 +40,7 @@ RUN_HEADER_KEYS = ("query", "context_info", "system", "first_user", "depth", "ru
 SCALAR_KEYS = (
     "pending_response",
     "pending_usage",
+    "compaction",
     "final_answer",
     "partial_answer",
     "status",
@@ -169,6 +170,7 @@ class SessionRegistry:
             "partial_answer": None,
             "status": None,
             "error": None,
+            "compaction": None,
         }
         return session, updates
 

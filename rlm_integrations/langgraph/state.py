@@ -138,6 +138,9 @@ class RLMGraphState(TypedDict, total=False):
     pending_response: str | None
     #: Tokens, cost and latency of the root call behind ``pending_response``.
     pending_usage: dict[str, Any] | None
+    #: The latest compaction of the root's history (``rlm_engine.compaction``): iterations
+    #: ``1..upto`` are folded into ``summary`` in the root's prompt; ``history`` keeps all.
+    compaction: dict[str, Any] | None
     #: The answer, set by FINAL / FINAL_VAR.
     final_answer: str | None
     #: Best answer when the run ended without FINAL (max_iterations, budget, timeout).

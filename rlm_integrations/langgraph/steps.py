@@ -138,6 +138,7 @@ class RLMSteps:
             "pending_usage": st.pending_usage,
             "status": st.status,
             "error": st.error,
+            "compaction": st.compaction,  # set when this call compacted the history
         }
         return updates | _usage_updates(session, mark, reset="history" in updates)
 
