@@ -28,6 +28,7 @@ from rlm_engine.clients.configured import make_clients
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
 from rlm_engine.environments import Environment, HostFunction, make_environment
+from rlm_engine.inputs import EmptyInputError, check_material, prepare_input
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMSession, run
 from rlm_engine.state import RLMResult, RLMState
@@ -105,7 +106,7 @@ class Conversation:
         self.on_event = on_event
         self.contexts: list[ContextEntry] = []
         self.turns: list[Turn] = []
-        self._initial = context
+        self._initial, _ = prepare_input(context, None, require_material=False)
         self._env: Environment | None = None
         self._clients: tuple[LMClient, LMClient] | None = None
         self._active: RLMSession | None = None
@@ -198,6 +199,7 @@ class Conversation:
             name = "context" if "context" not in taken and not self.turns else _next_name(taken)
         if not name.isidentifier() or name.startswith("_"):
             raise ValueError(f"A context name must be a public Python identifier, got {name!r}")
+        value, _ = prepare_input(value, None, require_material=False)
         await self._put(env, name, value)
         self.contexts = [c for c in self.contexts if c.name != name]
         self.contexts.append(ContextEntry(name, prompts.describe_context(value), len(self.turns)))
@@ -230,7 +232,7 @@ class Conversation:
 
     async def open_turn(
         self,
-        query: str,
+        query: str | None,
         *,
         on_event: EventHandler | None = None,
         state: RLMState | None = None,
@@ -238,8 +240,16 @@ class Conversation:
         """Start a turn and return its session, for drivers that run the loop's steps
         themselves (the LangGraph nodes); :meth:`end_turn` closes it. ``state`` resumes a
         turn whose process died (call ``session.replay()`` next)."""
-        if state is None and (not query or not str(query).strip()):
-            raise ValueError("A conversation turn needs a query (a non-empty string).")
+        if state is None:
+            _, cleaned = prepare_input(None, query, require_material=False)
+            first = not self.turns and self._initial is not None and len(self.contexts) <= 1
+            if cleaned is None and not first:  # a first turn may find its task in context
+                raise EmptyInputError(
+                    "A later conversation turn needs a query (a non-empty string)."
+                )
+            if cleaned is None:
+                check_material(self._initial, None)
+            query = cleaned
         if self._active is not None:
             raise RuntimeError("A turn is already running in this conversation.")
         await self.astart()
@@ -269,7 +279,7 @@ class Conversation:
         return self._sync(self.asend(query, context, name=name))
 
     def _open_turn(
-        self, query: str, on_event: EventHandler | None, state: RLMState | None
+        self, query: str | None, on_event: EventHandler | None, state: RLMState | None
     ) -> RLMSession:
         assert self._env is not None and self._clients is not None
         root, sub = self._clients
@@ -288,7 +298,7 @@ class Conversation:
             shared.logger.start_run(session)
         return session
 
-    def _turn_state(self, query: str, sub_window: int) -> RLMState:
+    def _turn_state(self, query: str | None, sub_window: int) -> RLMState:
         repl = self.config.repl
         system = prompts.build_system_prompt(
             can_recurse=self.config.run.max_depth > 1,
@@ -430,7 +440,7 @@ def _next_name(taken: set[str]) -> str:
     return next(f"context_{i}" for i in itertools.count(1) if f"context_{i}" not in taken)
 
 
-def turn_message(contexts: list[ContextEntry], turns: list[Turn], query: str) -> str:
+def turn_message(contexts: list[ContextEntry], turns: list[Turn], query: str | None) -> str:
     """The opening message of a later turn: what the REPL holds, what was asked and
     answered before, and the new query - without forcing another look at the material."""
     if turns:
@@ -452,7 +462,11 @@ def turn_message(contexts: list[ContextEntry], turns: list[Turn], query: str) ->
             made = f" Variables it made: {', '.join(t.variables)}." if t.variables else ""
             lines.append(f"{i}. Query: {t.query}\n   Answer: {answer}{made}")
     lines.append("")
-    lines.append(f"Query: {query}")
+    lines.append(
+        f"Query: {query}"
+        if query
+        else "Query: the task is stated in the material; find it and complete it."
+    )
     lines.append("")
     lines.append(
         "Use the REPL when the query needs the material or earlier results. If it needs "

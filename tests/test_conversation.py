@@ -185,9 +185,13 @@ def test_restore_needs_every_context(rlm: RLM, scripted_model: ScriptedModel) ->
         Conversation.restore(rlm.config, data, {})
 
 
-def test_an_empty_query_is_refused_before_any_call(
-    rlm: RLM, scripted_server: ScriptedServer
+def test_an_empty_follow_up_is_refused_before_any_call(
+    rlm: RLM, scripted_model: ScriptedModel, scripted_server: ScriptedServer
 ) -> None:
-    with rlm.conversation(DOC) as conv, pytest.raises(ValueError, match="non-empty"):
-        conv.send("   ")
-    assert scripted_server.stats.log == []
+    root(scripted_model, ["FINAL(a)"], when="Question")
+    with rlm.conversation(DOC) as conv:
+        conv.send("Question?")
+        sent = len(scripted_server.stats.log)
+        with pytest.raises(ValueError, match="needs a query"):
+            conv.send("   ")
+    assert len(scripted_server.stats.log) == sent
