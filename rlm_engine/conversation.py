@@ -268,7 +268,12 @@ class Conversation:
         usage = result.usage.to_dict()
         usage.pop("records", None)
         turn = Turn(
-            session.state.query, result.answer, result.status, made, session.state.to_dict(), usage
+            session.state.query,
+            result.answer,
+            result.status,
+            made,
+            stored_state(session.state),
+            usage,
         )
         self.turns.append(turn)
         await self._put(session.env, HISTORY_VARIABLE, self._history())
@@ -434,6 +439,28 @@ class Conversation:
         except BaseException:
             conv._loop.close()
             raise
+
+
+def stored_state(state: RLMState) -> dict[str, Any]:
+    """A finished turn's state as kept for replay and the ``history`` variable: the code
+    and recorded sub-call answers in full, outputs cut to their last ``_OUTPUT_KEEP``
+    characters (replay re-creates them), child-RLM transcripts dropped (their answers are
+    recorded). Keeps a stored conversation small however long its turns printed."""
+    d = state.to_dict()
+    for it in d["iterations"]:
+        it["response"] = _tail(it["response"])
+        it["feedback"] = ""
+        for block in it["code_blocks"]:
+            block["stdout"] = _tail(block["stdout"])
+            block["stderr"] = _tail(block["stderr"])
+            for call in block["subcalls"]:
+                call["children"] = []
+    return d
+
+
+def _tail(text: str | None) -> str:
+    text = text or ""
+    return text if len(text) <= _OUTPUT_KEEP else "[...]" + text[-_OUTPUT_KEEP:]
 
 
 def _next_name(taken: set[str]) -> str:

@@ -127,6 +127,14 @@ class RLMGraphState(TypedDict, total=False):
     query: str | None
     #: Engine run id (``RLMState.run_id``); keys the live REPL session of this run.
     run_id: str
+    #: The thread's conversation: a new query with the same context continues in the same
+    #: REPL (variables from earlier runs are there); a new context starts another.
+    conversation_id: str
+    #: SHA-256 of the context the conversation was built on (a changed context starts anew).
+    context_sha: str
+    #: The conversation's finished runs (``rlm_engine.conversation.Turn.to_dict()``: query,
+    #: answer, variables made, and the run's state for replay); appended once per run.
+    turns: Annotated[list[dict[str, Any]], DeltaChannel(append_items)]
     #: Everything the engine needs to rebuild the run besides history: system prompt,
     #: first user message, context description, depth, start time. Written once per run.
     run: Annotated[dict[str, Any], WriteOnceChannel()]

@@ -180,9 +180,11 @@ class RLMSteps:
             return {}
         try:
             result = await session.finish()
-        finally:
+        except BaseException:
             await REGISTRY.discard(session.state.run_id)
-        updates = {
+            raise
+        updates = await REGISTRY.end_run(session, result)  # the REPL stays for a follow-up
+        updates |= {
             "status": result.status,
             "error": result.error,
             "final_answer": result.response,
