@@ -2,26 +2,36 @@
 ``rlm bench`` runs the benchmark scripts of a checkout.
 
 Exit codes are part of the interface so scripts can branch on them: 0 final answer, 2 no
-answer within the limits (iterations, budget, timeout), 1 error, 64 usage error. Errors are
-one ``rlm: error: ...`` line; ``--debug`` shows the traceback instead.
+answer within the limits (iterations, budget, timeout), 1 error, 64 usage error, 130
+interrupted (Ctrl-C; the trace, if any, ends with an ``interrupted`` result line and its
+path is printed). Errors are one ``rlm: error: ...`` line; ``--debug`` shows the traceback
+instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import textwrap
 import traceback
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rlm_engine.cli_options import OptionError, add_option_flags, options_from_args
 from rlm_engine.clients import BACKENDS
-from rlm_engine.config import RLMConfig
+from rlm_engine.config import RLMConfig, RunLimits, options
+
+if TYPE_CHECKING:
+    from rlm_engine import RLMResult
+    from rlm_engine.logger import IterationRecorder
+    from rlm_engine.session import RLMSession
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -61,29 +71,51 @@ def _looks_binary(data: bytes) -> bool:
     return b"\x00" in data[:_BINARY_SNIFF]
 
 
+def _text(data: bytes, source: str) -> str:
+    """A file's or stdin's bytes as text, the same way for both: UTF-8, undecodable bytes
+    replaced (U+FFFD) rather than failing the run. Binary data (NUL bytes) is refused."""
+    if _looks_binary(data):
+        raise CLIError(f"context {source} looks binary (contains NUL bytes)")
+    return data.decode("utf-8", errors="replace")
+
+
+def _empty(source: str) -> CLIError:
+    return CLIError(
+        f"the context is empty: {source} has no text, so there is nothing to ask about "
+        "(no LM was called)",
+        EXIT_USAGE,
+    )
+
+
 def load_context(spec: str) -> str | list[str]:
     """``-`` is stdin, a file is one string, a directory is a list of its text files.
 
     Directory documents are sorted by relative path and start with a ``--- file: PATH ---``
     line, so the root LM can tell which file a passage came from. Hidden files and
-    directories (``.git``) and binary files are skipped.
+    directories (``.git``) and binary files are skipped. A context with no text (an empty
+    file or stdin, or only whitespace) is a usage error: a run over it would pay for root
+    calls that can only answer that there is nothing there.
     """
     if spec == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise CLIError("--context - reads the context from stdin, but stdin is a terminal")
-        return sys.stdin.read()
+        text = _text(sys.stdin.buffer.read(), "on stdin")
+        if not text.strip():
+            raise _empty("stdin")
+        return text
     path = Path(spec).expanduser()
     if not path.exists():
         raise CLIError(f"context not found: {spec}")
     if path.is_file():
-        data = path.read_bytes()
-        if _looks_binary(data):
-            raise CLIError(f"context file looks binary (contains NUL bytes): {spec}")
-        return data.decode("utf-8", errors="replace")
+        text = _text(path.read_bytes(), f"file {spec}")
+        if not text.strip():
+            raise _empty(spec)
+        return text
     if not path.is_dir():
         raise CLIError(f"context is neither a file nor a directory: {spec}")
     docs: list[str] = []
     skipped = 0
+    has_text = False
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = f.relative_to(path)
         if any(part.startswith(".") for part in rel.parts):
@@ -95,9 +127,13 @@ def load_context(spec: str) -> str | list[str]:
         if _looks_binary(data):
             skipped += 1
             continue
-        docs.append(f"--- file: {rel.as_posix()} ---\n" + data.decode("utf-8", errors="replace"))
+        text = _text(data, str(f))
+        has_text = has_text or bool(text.strip())
+        docs.append(f"--- file: {rel.as_posix()} ---\n" + text)
     if not docs:
         raise CLIError(f"no text files in directory {spec}")
+    if not has_text:
+        raise _empty(f"every text file in {spec}")
     note = f"; skipped {skipped} binary file(s)" if skipped else ""
     plural = "s" if len(docs) != 1 else ""
     _say(f"context: {len(docs)} document{plural} from {spec}{note}")
@@ -144,36 +180,104 @@ def run_config(args: argparse.Namespace, backend: str) -> RLMConfig:
     return RLMConfig(**opts)
 
 
-def _summary_line(res: Any) -> str:
+def _of(used: str, limit: float | None, shown: str) -> str:
+    return used if limit is None else f"{used} of {shown}"
+
+
+def _summary_line(res: RLMResult, limits: RunLimits) -> str:
+    """What the run used, against the budgets in force (so a default cap is never a surprise)."""
     from rlm_engine.progress import fmt_cost, fmt_seconds, fmt_tokens
 
     u = res.usage.total
     models = ", ".join(res.usage.by_model())  # shows what a server-chosen ("auto") model was
+    calls = _of(f"{u.calls:,}", limits.max_llm_calls, f"{limits.max_llm_calls or 0:,}")
+    tokens = _of(
+        fmt_tokens(u.total_tokens), limits.max_total_tokens, fmt_tokens(limits.max_total_tokens)
+    )
+    if u.cost is None:  # no known price: the cost budget cannot apply
+        cost = "cost n/a" + (f" (budget {fmt_cost(limits.max_cost)})" if limits.max_cost else "")
+    else:
+        cost = _of(fmt_cost(u.cost), limits.max_cost, fmt_cost(limits.max_cost))
     return (
-        f"{res.status} · {len(res.iterations)} iterations · {u.calls} LM calls "
-        f"({res.usage.root.calls} root, {res.usage.sub.calls} sub) · "
-        f"{fmt_tokens(u.total_tokens)} tokens · {fmt_cost(u.cost)} · {fmt_seconds(res.duration)}"
-        + (f" · models: {models}" if models else "")
+        f"{res.status} · {len(res.iterations)} iterations · {calls} LM calls "
+        f"({res.usage.root.calls} root, {res.usage.sub.calls} sub) · {tokens} tokens · "
+        f"{cost} · {fmt_seconds(res.duration)}" + (f" · models: {models}" if models else "")
     )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _say_estimate(session: RLMSession, limits: RunLimits) -> None:
+    """Before a large run: its size, what reading it once takes, and the budgets."""
+    from rlm_engine.clients.base import price_for
+    from rlm_engine.estimate import estimate
+
+    sub = session.shared.sub_client
+    chars = int(session.state.context_info.get("total_chars") or 0)
+    est = estimate(chars, sub.context_chars, limits, price_for(sub.model_name))
+    if est.large:
+        for line in est.lines():
+            _say(line)
+
+
+def _fan_out(*handlers: Any) -> Any:
+    def on_event(event: dict[str, Any]) -> None:
+        for handler in handlers:
+            handler(event)
+
+    return on_event
+
+
+async def _drive(
+    args: argparse.Namespace,
+    config: RLMConfig,
+    context: str | list[str],
+    progress: Any,
+    recorder: IterationRecorder,
+) -> RLMResult:
+    """One completion, as ``RLM.acompletion`` runs it, plus what the command adds: the
+    estimate before a large run, and on Ctrl-C (the task is cancelled) the trace's
+    ``interrupted`` ending with the iteration in progress."""
     from rlm_engine import RLM
+    from rlm_engine.session import run
+
+    show_progress = not (args.quiet or args.verbose)
+    handlers = (recorder, progress) if show_progress else (recorder,)
+    session = await RLM(config).open_session(context, args.query, on_event=_fan_out(*handlers))
+    try:
+        if not args.quiet:
+            _say_estimate(session, config.run)
+        with progress if show_progress else contextlib.nullcontext():
+            return await run(session)
+    except asyncio.CancelledError:
+        if config.observe.logger is not None:
+            config.observe.logger.log_interrupted(session, recorder.partial())
+        raise
+    finally:
+        await session.close()
+        await session.shared.aclose()
+
+
+def _interrupted(trace: Path | None) -> int:
+    where = (
+        f"; the partial trace is {trace} (open it with: rlm view {trace} --open)" if trace else ""
+    )
+    _say(f"interrupted (Ctrl-C){where}")
+    return EXIT_INTERRUPTED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rlm_engine.logger import IterationRecorder
     from rlm_engine.progress import Progress
 
     context = load_context(args.context)
     backend, why = choose_backend(args)
     if not args.quiet:
         _say(f"backend: {backend} ({why})")
-    rlm = RLM(run_config(args, backend))
-    logger = rlm.logger
-    show_progress = not (args.quiet or args.verbose)
-    progress = Progress(sys.stderr)
-    if show_progress:
-        with progress:
-            res = rlm.completion(context, query=args.query, on_event=progress)
-    else:
-        res = rlm.completion(context, query=args.query)
+    config = run_config(args, backend)
+    logger = config.observe.logger
+    try:
+        res = asyncio.run(_drive(args, config, context, Progress(sys.stderr), IterationRecorder()))
+    except KeyboardInterrupt:
+        return _interrupted(getattr(logger, "last_path", None))
     trace = getattr(logger, "last_path", None)
 
     if args.json:
@@ -186,9 +290,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif res.partial_answer is not None and res.status != "error":
         print(res.partial_answer)
 
+    for warning in res.warnings:  # shown even with --quiet: the answer may not be trusted
+        _say(f"warning: {warning}")
     if not args.quiet:
         if res.status != "error":  # an error is reported as its own single line below
-            _say(_summary_line(res))
+            _say(_summary_line(res, config.run))
         if trace:
             _say(f"trace: {trace} (open it with: rlm view {trace} --open)")
     if res.status == "final":
@@ -290,6 +396,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
+def run_epilog() -> str:
+    """Defaults that decide what a run may spend, and the exit codes, from the config."""
+    from rlm_engine.estimate import LARGE_CONTEXT_CHARS, budget_words
+
+    defaults = options()
+    limits = RunLimits()
+    text = (
+        f"Budgets, on by default for every run: {', '.join(budget_words(limits))} (cost where "
+        f"prices are known); each LM request ends within --timeout "
+        f"({defaults['timeout'].default:g} s, retries included). Raise a budget with its flag "
+        f"or remove it with none (--max-cost none). A context over "
+        f"{LARGE_CONTEXT_CHARS:,} characters gets an estimate on stderr before the run. "
+        f"Exit codes: {EXIT_OK} final answer; {EXIT_NO_ANSWER} no answer within the limits "
+        f"(the best partial answer is printed); {EXIT_ERROR} error; {EXIT_USAGE} usage error "
+        f"(bad flags, an empty context); {EXIT_INTERRUPTED} interrupted by Ctrl-C (the trace "
+        "ends with an interrupted result line and its path is printed)."
+    )
+    # Wrapped here so a flag is never split at its hyphens (argparse would: "--max-\ncost").
+    return textwrap.fill(text, width=78, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rlm",
@@ -301,8 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="answer a query about a context",
-        description="Answer --query about --context with an RLM and print the answer. Exit "
-        "codes: 0 final answer, 2 no answer within the limits, 1 error, 64 usage error.",
+        description="Answer --query about --context with an RLM and print the answer.",
+        epilog=run_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog is pre-wrapped
     )
     run.add_argument(
         "--context",
@@ -316,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_option_flags(run, list(BACKENDS))
     run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress, estimate or summary on stderr (errors and warnings still show)",
+    )
     run.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )

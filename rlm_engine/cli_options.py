@@ -4,6 +4,10 @@ Every scalar option is a flag named after it (``max_total_tokens`` -> ``--max-to
 booleans get ``--no-...``) with the option's doc as help, so a new option is a flag at
 once. Options a command line spells its own way are in :data:`IDIOMS`; those it cannot
 take (Python callables) are in :data:`NOT_FLAGS` with the reason.
+
+A whole-run limit that may be None (the budgets, ``run_timeout``) also takes the value
+``none``, which removes it: ``--max-llm-calls none``. The budgets are on by default, so
+this is how a command line lifts one.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ import argparse
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlm_engine.config import OPTION_GROUP, OptionInfo, RLMConfig, options
 
-ENVIRONMENTS = ("local", "subprocess", "sandbox", "docker")
+ENVIRONMENTS = ("auto", "local", "subprocess", "sandbox", "docker")
 
 #: Options a command line cannot take, and why.
 NOT_FLAGS: dict[str, str] = {
@@ -60,7 +64,11 @@ IDIOMS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     ),
     "environment": (
         ("--environment", "-e"),
-        {"choices": ENVIRONMENTS, "help": "where generated code runs (default: local)"},
+        {
+            "choices": ENVIRONMENTS,
+            "help": "where generated code runs (default: auto = sandbox, else subprocess; "
+            "local = in this process, trusted documents only)",
+        },
     ),
     "environment_kwargs": (
         ("--env-opt",),
@@ -106,12 +114,22 @@ METAVARS: dict[str, str] = {
 }
 
 
+#: The value that removes a whole-run limit: ``--max-cost none``.
+NO_LIMIT = "none"
+
+
 class OptionError(ValueError):
     """A flag's value is not valid for its option."""
 
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _optional(info: OptionInfo) -> bool:
+    tp = info.type
+    union = isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+    return union and type(None) in typing.get_args(tp)
 
 
 def _scalar(info: OptionInfo) -> type | None:
@@ -121,6 +139,29 @@ def _scalar(info: OptionInfo) -> type | None:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         tp = args[0] if len(args) == 1 else None
     return tp if tp in (int, float, str, bool) else None
+
+
+def removable(info: OptionInfo) -> bool:
+    """Whether the option's flag takes ``none``: a whole-run numeric limit that may be None."""
+    return info.group == "run" and _optional(info) and _scalar(info) in (int, float)
+
+
+def _number_or_none(tp: type) -> Callable[[str], int | float | None]:
+    def parse(text: str) -> int | float | None:
+        if text.strip().lower() == NO_LIMIT:
+            return None
+        value: int | float = tp(text)
+        return value
+
+    parse.__name__ = tp.__name__  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
+def _shown(default: Any) -> str:
+    """A default as help shows it: ``1,000`` and ``20,000,000`` read at a glance."""
+    if isinstance(default, int) and not isinstance(default, bool):
+        return f"{default:,}"
+    return str(default)
 
 
 def add_option_flags(parser: argparse.ArgumentParser, backends: Sequence[str]) -> None:
@@ -143,13 +184,21 @@ def add_option_flags(parser: argparse.ArgumentParser, backends: Sequence[str]) -
                 f"Option {name!r} has no command-line form: add it to IDIOMS or NOT_FLAGS "
                 "in rlm_engine/cli_options.py"
             )
-        default = "" if info.default is None else f" (default: {info.default})"
-        kwargs = {"dest": name, "default": None, "help": info.doc + default}
+        notes = [] if info.default is None else [f"default: {_shown(info.default)}"]
+        kwargs = {"dest": name, "default": None}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = tp
             kwargs["metavar"] = METAVARS.get(name) or {int: "N", float: "X", str: "TEXT"}[tp]
+        if removable(info):
+            # Unset stays absent (SUPPRESS), so ``none`` (None) is told apart from no flag.
+            kwargs.update(type=_number_or_none(tp), default=argparse.SUPPRESS)
+            if info.default is not None:
+                kwargs["metavar"] = f"{kwargs['metavar']}|{NO_LIMIT}"
+                notes.append(f"{NO_LIMIT} removes it")
+        doc = info.doc.replace(" (None: no limit)", "")
+        kwargs["help"] = doc + (f" ({'; '.join(notes)})" if notes else "")
         group.add_argument(flag(name), *ALIASES.get(name, ()), **kwargs)
 
 
@@ -182,12 +231,14 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     the environment or create files); everything here is pure and validated.
     """
     opts: dict[str, Any] = {}
+    given = vars(args)
+    infos = options()
     for name in OPTION_GROUP:
         if name in NOT_FLAGS or name in ("backend", "api_key", "logger"):
             continue
-        value = getattr(args, name, None)
-        if value is None:
-            continue
+        value: Any = given.get(name)
+        if value is None and not (name in given and removable(infos[name])):
+            continue  # unset; a removable limit given as ``none`` is None and kept
         if name in ("backend_kwargs", "sub_backend_kwargs", "environment_kwargs"):
             value = key_values(value, IDIOMS[name][0][0])
         elif name in ("repl_setup", "system_prompt"):
@@ -205,9 +256,11 @@ __all__ = [
     "ENVIRONMENTS",
     "IDIOMS",
     "NOT_FLAGS",
+    "NO_LIMIT",
     "OptionError",
     "add_option_flags",
     "flag",
     "key_values",
     "options_from_args",
+    "removable",
 ]

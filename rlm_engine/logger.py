@@ -1,9 +1,17 @@
-"""JSONL trajectories: a metadata line, one line per iteration, a result line.
+r"""JSONL trajectories: a metadata line, one line per iteration, a result line.
 
 A file grows with what happened, not with history x iterations: each iteration line holds
 only that iteration (never the conversation so far), sub-call prompts keep only their head
 and tail (they embed context chunks), and REPL output is the truncated text the LM saw.
 Known secrets (API keys in the environment or given to clients) are redacted.
+
+Writing never fails on text: model output and contexts may hold lone surrogates
+(``"\ud800"``) that UTF-8 cannot encode; they are written as JSON ``\uXXXX`` escapes,
+which read back as the same string.
+
+A run stopped from outside (Ctrl-C in ``rlm run``) ends with :meth:`RLMLogger.log_interrupted`:
+the iteration in progress, rebuilt by an :class:`IterationRecorder` from the run's progress
+events, and a result line with status ``"interrupted"``.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import json
 import os
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,7 +69,8 @@ class RLMLogger:
                 path = self.log_dir / f"rlm_{stamp}_{run_id}.jsonl"
                 self._paths[run_id] = path
             self.last_path = path
-            with path.open("a", encoding="utf-8") as f:
+            # backslashreplace writes a lone surrogate as \udXXX: a JSON escape of itself.
+            with path.open("a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(line + "\n")
 
     def start_run(self, session: RLMSession) -> None:
@@ -109,3 +119,124 @@ class RLMLogger:
 
     def log_result(self, result: RLMResult) -> None:
         self._write(result.run_id, {"type": "result", **result.to_dict()})
+
+    def log_interrupted(
+        self,
+        session: RLMSession,
+        partial: dict[str, Any] | None = None,
+        reason: str = "interrupted by the user (Ctrl-C)",
+    ) -> None:
+        """End the trace of a run stopped from outside: the iteration it was in (``partial``,
+        from :meth:`IterationRecorder.partial`) and a result line with status
+        ``"interrupted"``, usage as counted so far."""
+        st = session.state
+        if partial is not None:
+            self._write(st.run_id, {"type": "iteration", "run_id": st.run_id, **partial})
+        usage = session.shared.usage.to_dict()
+        usage.pop("records", None)
+        where = f" during iteration {partial['index']}" if partial is not None else ""
+        self._write(
+            st.run_id,
+            {
+                "type": "result",
+                "run_id": st.run_id,
+                "status": "interrupted",
+                "response": None,
+                "partial_answer": st.partial_answer,
+                "error": f"{reason}{where}",
+                "duration": time.time() - st.started_at,
+                "iterations": st.iteration,
+                "usage": usage,
+            },
+        )
+
+
+class IterationRecorder:
+    """The top-level iteration in progress, rebuilt from the run's progress events.
+
+    Finished iterations reach the trace through ``log_iteration``; this keeps what the
+    current one has done so far (the root's response, code blocks run or running, the
+    sub-calls that returned) so that :meth:`RLMLogger.log_interrupted` can record it. Pass
+    it as (or call it from) the run's ``on_event``. Events carry the first 200 characters
+    of a sub-call's prompt and answer, so those are all a partial iteration keeps.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[str, Any] | None = None
+        self._lock = threading.Lock()  # sub-call events may come from REPL threads
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if int(event.get("depth") or 0) != 0:
+            return  # a child RLM's own turns: its rlm_query call is recorded when it returns
+        kind = event.get("event")
+        with self._lock:
+            if kind == "iteration_start":
+                self._current = {
+                    "index": event.get("iteration"),
+                    "response": "",
+                    "code_blocks": [],
+                    "final_answer": None,
+                    "interrupted": True,
+                    "started": time.perf_counter(),
+                    "open": {},  # sub-calls started and not ended, per function
+                }
+            elif kind == "iteration_end":
+                self._current = None
+            elif self._current is not None:
+                self._apply(kind, event, self._current)
+
+    @staticmethod
+    def _apply(kind: Any, event: dict[str, Any], it: dict[str, Any]) -> None:
+        blocks: list[dict[str, Any]] = it["code_blocks"]
+        if kind == "root_response":
+            it["response"] = event.get("text") or ""
+            it["input_tokens"] = event.get("input_tokens") or 0
+            it["output_tokens"] = event.get("output_tokens") or 0
+        elif kind == "code_start":
+            blocks.append({"code": event.get("code") or "", "subcalls": [], "interrupted": True})
+        elif kind == "code_end" and blocks:
+            blocks[-1]["stdout"] = event.get("output") or ""
+            blocks[-1]["interrupted"] = False
+        elif kind == "subcall_start":
+            fn = str(event.get("function") or "")
+            it["open"][fn] = it["open"].get(fn, 0) + 1
+        elif kind == "subcall_end" and blocks:
+            fn = str(event.get("function") or "")
+            if it["open"].get(fn):  # rlm_query and replayed calls end without a start
+                it["open"][fn] -= 1
+            blocks[-1]["subcalls"].append(
+                {
+                    "function": event.get("function"),
+                    "prompt": event.get("prompt") or "",
+                    "response": event.get("response") or "",
+                    "model": event.get("model"),
+                    "depth": 1,
+                    "input_tokens": event.get("input_tokens") or 0,
+                    "output_tokens": event.get("output_tokens") or 0,
+                    "latency": event.get("latency") or 0.0,
+                    "error": event.get("error"),
+                    "replayed": bool(event.get("replayed")),
+                }
+            )
+
+    def partial(self) -> dict[str, Any] | None:
+        """The iteration in progress as an iteration record, or None between iterations."""
+        with self._lock:
+            if self._current is None:
+                return None
+            it = {k: v for k, v in self._current.items() if k not in ("started", "open")}
+            it["duration"] = time.perf_counter() - self._current["started"]
+            it["code_blocks"] = [dict(b) for b in it["code_blocks"]]
+            in_flight = sum(self._current["open"].values())
+            running = [b for b in it["code_blocks"] if b["interrupted"]]
+            lost = f"; {in_flight} unfinished sub-call(s) were abandoned" if in_flight else ""
+            for block in running:
+                block["error"] = f"interrupted (Ctrl-C) while this block ran{lost}"
+            if not it["response"]:
+                note = "interrupted while waiting for the root LM's response"
+            elif running:
+                note = f"interrupted while code block {len(it['code_blocks'])} ran{lost}"
+            else:
+                note = "interrupted between the root's response and its code"
+            it["interrupted_note"] = note
+            return it

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from support.synthetic import HOSTILE, write_synthetic_trace
 
 from rlm_engine.cli import CLIError, bench_scripts, find_benchmarks
 from rlm_engine.progress import ProgressState
+from rlm_engine.scripted.faults import Fault
 
 NEEDLE_QUESTION = "What is the secret code?"
 REPO = Path(__file__).resolve().parent.parent
@@ -27,23 +30,28 @@ def haystack(code: str = "4412", lines: int = 4000) -> str:
     return "\n".join(filler) + "\n"
 
 
-def run_cli(
-    *args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m rlm_engine.cli ARGS`` with no provider keys, so the default is predictable."""
+def clean_env(env: dict | None = None) -> dict[str, str]:
+    """The environment without provider keys, so the default backend is predictable."""
     clean = {
         k: v
         for k, v in os.environ.items()
         if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "RLM_API_URL", "OPENAI_BASE_URL")
     }
     clean.update(env or {})
+    return clean
+
+
+def run_cli(
+    *args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m rlm_engine.cli ARGS`` with no provider keys, so the default is predictable."""
     return subprocess.run(
         [sys.executable, "-m", "rlm_engine.cli", *args],
         input=input if input is not None else "",
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=clean,
+        env=clean_env(env),
         timeout=120,
     )
 
@@ -247,6 +255,176 @@ def test_api_key_env_must_exist(hay_file: Path) -> None:
     assert error_lines(r.stderr) == [
         "rlm: error: --api-key-env RLM_TEST_SURELY_UNSET_VAR: that environment variable is not set"
     ]
+
+
+@pytest.mark.parametrize("content", ["", "  \n\t\n"])
+def test_an_empty_context_is_a_usage_error_before_any_lm_call(
+    scripted_server, tmp_path: Path, content: str
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text(content)
+    server = ["--base-url", scripted_server.base_url, "--model", "scripted-root"]
+    for argv, stdin in ((["-c", str(empty)], None), (["-c", "-"], content)):
+        r = run_cli("run", *argv, "-q", "What is the secret code?", *server, input=stdin)
+        assert r.returncode == 64, r.stderr
+        assert r.stdout == ""
+        assert error_lines(r.stderr)[0].startswith("rlm: error: the context is empty")
+    assert scripted_server.stats.log == []  # nothing was paid for
+
+
+def test_stdin_and_files_decode_the_same_way(scripted_server, tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 become U+FFFD, on stdin as in a file. Python decodes
+    ``sys.stdin`` with the locale's error handler: strict under a UTF-8 locale (the run
+    failed with UnicodeDecodeError), surrogateescape under C; the command reads bytes."""
+    data = b"caf\xe9 \xff\xfe latin-1 bytes\n" + haystack("5150").encode()
+    (tmp_path / "latin.txt").write_bytes(data)
+    args = ["run", "-q", NEEDLE_QUESTION, "--quiet", "--json", "--base-url",
+            scripted_server.base_url, "--model", "scripted-root"]  # fmt: skip
+    from_file = run_cli(*args, "-c", str(tmp_path / "latin.txt"), "--log-dir", str(tmp_path / "f"))
+    from_stdin = subprocess.run(
+        [sys.executable, "-m", "rlm_engine.cli", *args, "-c", "-", "--log-dir", str(tmp_path / "s")],
+        input=data, capture_output=True, timeout=120,
+        env=clean_env({"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict"}),
+    )  # fmt: skip
+    for r in (from_file, from_stdin):
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["response"] == "5150"
+        meta = json.loads(Path(out["trace"]).read_text(encoding="utf-8").splitlines()[0])
+        assert meta["context"]["preview"].startswith("caf\ufffd \ufffd\ufffd latin-1 bytes")
+
+
+def test_a_final_answer_whose_every_sub_call_failed_is_said_even_when_quiet(
+    scripted_server, hay_file: Path
+) -> None:
+    scripted_server.inject(Fault(status=500, times=None, match="scripted-sub"))
+    r = run_cli(
+        "run", "-c", str(hay_file), "-q", NEEDLE_QUESTION, "--quiet",
+        "--base-url", scripted_server.base_url, "--model", "scripted-root",
+        "--sub-model", "scripted-sub", "--sub-backend-opt", "max_retries=0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr  # the run still ended with an answer ...
+    (warning,) = r.stderr.splitlines()  # ... and the one line on stderr says what it rests on
+    assert warning.startswith("rlm: warning: All ") and "sub-calls of this run failed" in warning
+
+
+def test_help_says_the_budgets_exit_codes_and_how_to_lift_a_budget() -> None:
+    text = " ".join(run_cli("run", "--help").stdout.split())
+    assert "Budgets, on by default for every run: 1,000 LM calls, 20.00M tokens, $25.00" in text
+    assert "remove it with none (--max-cost none)" in text
+    assert "--timeout (300 s, retries included)" in text
+    for code in ("0 final answer", "2 no answer", "1 error", "64 usage error", "130 interrupted"):
+        assert code in text
+    assert "--max-llm-calls N|none" in text and "default: 1,000; none removes it" in text
+
+
+def test_the_summary_shows_usage_against_the_budgets_and_none_lifts_them(hay_file: Path):
+    base = ["run", "-c", str(hay_file), "-q", NEEDLE_QUESTION, "--backend", "scripted"]
+    r = run_cli(*base)
+    assert r.returncode == 0, r.stderr
+    summary = next(line for line in r.stderr.splitlines() if line.startswith("rlm: final"))
+    assert " of 1,000 LM calls " in summary and " of 20.00M tokens" in summary
+    assert "(budget $25.00)" in summary  # the scripted model has no price: cost n/a
+    lifted = run_cli(*base, "--max-llm-calls", "none", "--max-total-tokens", "none", "--json")
+    assert lifted.returncode == 0, lifted.stderr
+    summary = next(line for line in lifted.stderr.splitlines() if line.startswith("rlm: final"))
+    assert " of " not in summary.split(" · ")[2]  # "N LM calls", no budget
+    bad = run_cli(*base, "--max-llm-calls", "lots")
+    assert bad.returncode == 64
+    assert "argument --max-llm-calls: invalid int value: 'lots'" in bad.stderr
+
+
+def test_a_large_context_gets_an_estimate_before_the_run(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text(haystack(lines=30_000))  # about 1.4 million characters
+    size = len(big.read_text())
+    r = run_cli(
+        "run", "-c", str(big), "-q", NEEDLE_QUESTION, "--backend", "scripted",
+        "--max-llm-calls", "5",
+    )  # fmt: skip
+    lines = r.stderr.splitlines()
+    first_iteration = next(i for i, line in enumerate(lines) if line.startswith("rlm: iteration"))
+    estimate = [line for line in lines[:first_iteration] if "large context" in line]
+    assert estimate == [
+        f"rlm: large context: {size:,} characters (about {size / 4 / 1000:.1f}k tokens); "
+        f"reading it all once takes at least {-(-size // 100_000)} sub-calls (up to 100,000 "
+        "characters each)"
+    ]
+    budgets = lines[lines.index(estimate[0]) + 1]
+    assert budgets.startswith("rlm: budgets per run: 5 LM calls, 20.00M tokens, $25.00")
+    assert "would pass --max-llm-calls" in budgets
+    assert r.returncode == 2 and "no final answer within the limits (budget)" in r.stderr
+    quiet = run_cli(
+        "run", "-c", str(big), "-q", NEEDLE_QUESTION, "--backend", "scripted", "--quiet"
+    )
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_small_context_gets_no_estimate(hay_file: Path) -> None:
+    r = run_cli("run", "-c", str(hay_file), "-q", NEEDLE_QUESTION, "--backend", "scripted")
+    assert r.returncode == 0 and "large context" not in r.stderr
+
+
+def test_ctrl_c_exits_130_and_ends_the_trace_with_the_interrupted_iteration(
+    scripted_server, hay_file: Path, tmp_path: Path
+) -> None:
+    """SIGINT while a sub-call hangs: the one sub-call that returned is kept in the trace."""
+    sub_requests: list[object] = []
+    second_sub_call = threading.Event()
+
+    def hang_after_the_first_sub_call(req) -> bool:
+        if req.model != "scripted-sub":
+            return False
+        sub_requests.append(req)
+        if len(sub_requests) < 2:
+            return False
+        second_sub_call.set()
+        return True
+
+    scripted_server.inject(Fault(hang=True, times=None, match=hang_after_the_first_sub_call))
+    logs = tmp_path / "logs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm_engine.cli", "run", "-c", str(hay_file),
+         "-q", NEEDLE_QUESTION, "--base-url", scripted_server.base_url,
+         "--model", "scripted-root", "--sub-model", "scripted-sub", "--max-concurrency", "1",
+         "--sub-backend-opt", "context_chars=20000", "--log-dir", str(logs)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=clean_env(),
+    )  # fmt: skip
+    try:
+        assert second_sub_call.wait(60), "the run never reached its second sub-call"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert out == ""
+    (trace,) = logs.glob("*.jsonl")
+    assert f"rlm: interrupted (Ctrl-C); the partial trace is {trace}" in err
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [r["type"] for r in records] == ["metadata", "iteration", "result"]
+    partial, result = records[1], records[2]
+    assert result["status"] == "interrupted"
+    assert result["error"] == "interrupted by the user (Ctrl-C) during iteration 1"
+    assert result["usage"]["sub"]["calls"] == 1 and result["usage"]["root"]["calls"] == 1
+    assert partial["interrupted"] is True and partial["index"] == 1
+    (block,) = partial["code_blocks"]
+    assert block["interrupted"] is True
+    assert block["error"].endswith("; 9 unfinished sub-call(s) were abandoned")  # queued too
+    (done,) = block["subcalls"]
+    assert (done["model"], done["response"]) == ("scripted-sub", "NOT FOUND")
+    # The viewer shows the run as interrupted, not as "crashed or still running".
+    v = run_cli("view", str(trace), "-o", str(tmp_path / "t.html"))
+    assert v.returncode == 0, v.stderr
+    payload = _embedded_payload((tmp_path / "t.html").read_text())
+    assert payload["result"]["status"] == "interrupted"
+    assert payload["warnings"] == [
+        "the run was interrupted (Ctrl-C) during iteration 1: that iteration is partial (its "
+        "sub-call prompts and answers are cut to 200 characters); totals are what was counted "
+        "up to the interruption"
+    ]
+    assert payload["summary"][0][payload["summary_fields"].index("interrupted")] is True
 
 
 # ---------------------------------------------------------------------------- rlm view

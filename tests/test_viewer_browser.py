@@ -285,6 +285,61 @@ def test_incomplete_trace_shows_what_is_there(page: Any, tmp_path: Path) -> None
     assert page.locator(".tl-row").count() == 3
 
 
+def test_interrupted_run_shows_its_partial_iteration(page: Any, tmp_path: Path) -> None:
+    """Ctrl-C in ``rlm run``: an ``interrupted`` result, not "crashed or still running"."""
+    from types import SimpleNamespace
+
+    from rlm_engine.logger import IterationRecorder
+    from rlm_engine.state import RLMState
+    from rlm_engine.usage import Usage
+
+    records = synthetic_records(iterations=2, complete=False, hostile=False)
+    rec = IterationRecorder()
+    for e in (
+        {"event": "iteration_start", "iteration": 2},
+        {"event": "root_response", "text": "Reading the chunks.", "input_tokens": 9},
+        {"event": "code_start", "code": "answers = llm_query_batched(chunks)"},
+        {"event": "subcall_start", "function": "llm_query_batched"},
+        {"event": "subcall_start", "function": "llm_query_batched"},
+        {"event": "subcall_end", "function": "llm_query_batched", "prompt": "chunk 1",
+         "response": "NOT FOUND", "model": "gpt-5-mini", "error": None},
+    ):  # fmt: skip
+        rec({"depth": 0, **e})
+    state = RLMState(query="q", context_info={}, system="", first_user="", run_id="synthetic")
+    state.iterations = [Iteration(index=i, response="") for i in (0, 1)]  # the finished two
+    logger = RLMLogger(tmp_path / "logger")
+    logger.log_interrupted(
+        SimpleNamespace(state=state, shared=SimpleNamespace(usage=Usage())), rec.partial()
+    )
+    ending = logger.last_path.read_text() if logger.last_path else ""
+    trace = tmp_path / "interrupted.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records) + ending)
+
+    open_viewer(page, write_html(trace))
+    assert visible_text(page, "#run-info .badge") == "interrupted"
+    assert "interrupted (Ctrl-C) during iteration 2" in visible_text(page, "#warnings")
+    assert "No answer (interrupted)." in visible_text(page, "#answer")
+    row = page.locator(".tl-row").nth(2)
+    assert "interrupted" in (row.text_content() or "")
+    row.click()
+    assert "Partial iteration: interrupted while code block 1 ran" in visible_text(
+        page, ".interrupted-note"
+    )
+    block = page.locator(".code-block").first
+    assert "interrupted" in (block.locator(".panel-head").text_content() or "")
+    assert "1 unfinished sub-call(s) were abandoned" in (block.text_content() or "")
+
+
+def test_result_warnings_are_shown_with_the_answer(page: Any, tmp_path: Path) -> None:
+    records = synthetic_records(iterations=1, hostile=False)
+    warning = "every sub-call of this run failed; the answer rests on no sub-model output"
+    records[-1]["warnings"] = [warning]
+    trace = tmp_path / "w.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
+    open_viewer(page, write_html(trace))
+    assert visible_text(page, "#answer .answer-warnings") == warning
+
+
 def test_thousand_iterations_hundred_thousand_subcalls_render_lazily(
     page: Any, tmp_path: Path
 ) -> None:

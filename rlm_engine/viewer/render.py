@@ -48,6 +48,7 @@ SUMMARY_FIELDS = (
     "sub_cost",
     "duration",
     "root_latency",
+    "interrupted",
 )
 _KNOWN_SUBCALL = frozenset(SUBCALL_FIELDS) - {"extra"}
 _MARKER = re.compile(r"/\*@(css|js|data|title)@\*/")

@@ -1,7 +1,9 @@
 """Read a trajectory ``.jsonl`` written by :class:`rlm_engine.logger.RLMLogger`.
 
 Reading is deliberately forgiving: a crashed run leaves no result line and may end in a
-half-written line, and that is exactly the trace a user most wants to look at. Bad lines
+half-written line, and that is exactly the trace a user most wants to look at. A run
+interrupted with Ctrl-C ends with a partial iteration (``"interrupted": true``) and a
+result line of status ``"interrupted"``; it gets a warning saying so. Bad lines
 become warnings instead of errors, and totals are recomputed from the iterations so an
 incomplete trace still shows what it cost.
 """
@@ -77,6 +79,19 @@ def load_trace(path: str | Path) -> Trace:
         trace.warnings.append("no metadata line: run configuration unknown")
     if trace.result is None:
         trace.warnings.append("no result line: the run did not finish (crashed or still running)")
+    elif trace.result.get("status") == "interrupted":
+        partial = [it for it in trace.iterations if it.get("interrupted")]
+        where = f" during iteration {partial[-1].get('index')}" if partial else ""
+        trace.warnings.append(
+            f"the run was interrupted (Ctrl-C){where}: "
+            + (
+                "that iteration is partial (its sub-call prompts and answers are cut to "
+                "200 characters); "
+                if partial
+                else ""
+            )
+            + "totals are what was counted up to the interruption"
+        )
     return trace
 
 
@@ -138,6 +153,7 @@ def iteration_summary(it: dict[str, Any]) -> dict[str, Any]:
         "sub_cost": sub["cost"],
         "duration": float(it.get("duration") or 0.0),
         "root_latency": float(it.get("root_latency") or 0.0),
+        "interrupted": bool(it.get("interrupted")),
     }
 
 

@@ -248,7 +248,8 @@
     const a = h("div", { class: "panel qa answer" + cls, id: "answer" },
       h("h2", null, status === "error" ? "Error" : result && result.response === null && result.partial_answer ? "Best partial answer" : "Answer", " ", badge(status || "incomplete", statusKind(status))),
       h("div", { class: "text", text: ansText }),
-      result && result.error && status !== "error" ? h("div", { class: "sub", text: result.error }) : null);
+      result && result.error && status !== "error" ? h("div", { class: "sub", text: result.error }) : null,
+      result && result.warnings && result.warnings.length ? h("div", { class: "warnings answer-warnings", role: "status" }, h("ul", null, result.warnings.map(function (w) { return h("li", { text: w }); }))) : null);
     add(ov, [q, a]);
   }
 
@@ -411,7 +412,7 @@
       },
       h("span", { class: "num", text: "#" + s.index }),
       h("span", { class: "meta", text: num(s.subcalls) + " sub-calls · " + tok(total) + " tok · " + secs(s.duration) }),
-      h("span", { class: "tags" }, s.final ? badge("FINAL", "ok") : null, s.errors ? badge(s.errors + " err", "err") : null),
+      h("span", { class: "tags" }, s.final ? badge("FINAL", "ok") : null, s.interrupted ? badge("interrupted", "warn") : null, s.errors ? badge(s.errors + " err", "err") : null),
       h("span", { class: "bar" }, h("i", { class: "r", style: "width:" + (100 * s.root_tokens) / maxRowTok + "%" }), h("i", { class: "s", style: "width:" + (100 * s.sub_tokens) / maxRowTok + "%" })));
       spacer.append(row);
     }
@@ -516,6 +517,7 @@
     if (b.error) flags.push(badge("error", "err"));
     if (b.timed_out) flags.push(badge("timed out", "warn"));
     if (b.crashed) flags.push(badge("crashed", "err"));
+    if (b.interrupted) flags.push(badge("interrupted", "warn"));
     const card = h("section", { class: "panel code-block", id: cardId ? cardId + "-" + k : null },
       h("div", { class: "panel-head" }, h("h2", { text: "Code block " + (k + 1) }), h("div", { class: "sc-nums" }, flags, h("span", { text: secs(b.duration) }))));
     const body = h("div", { class: "block-body" }, codeView(b.code));
@@ -556,6 +558,7 @@
     const head = h("section", { class: "panel it-head", id: "it-head" },
       h("h3", { text: "Iteration #" + s.index }),
       s.final ? badge("FINAL", "ok") : null,
+      s.interrupted ? badge("interrupted", "warn", it.interrupted_note) : null,
       s.errors ? badge(s.errors + " error" + (s.errors === 1 ? "" : "s"), "err") : null,
       stat("root", tok(s.root_tokens) + " tok"), stat("sub-calls", num(s.subcalls)), stat("sub", tok(s.sub_tokens) + " tok"),
       stat("cost", cost(addCost(s.root_cost, s.sub_cost))), stat("time", secs(s.duration)),
@@ -563,6 +566,7 @@
         h("button", { class: "btn", text: "‹ Prev", disabled: selected === 0, onclick: function () { select(selected - 1, true); } }),
         h("button", { class: "btn", text: "Next ›", disabled: selected >= ITS.length - 1, onclick: function () { select(selected + 1, true); } })));
     detail.append(head);
+    if (it.interrupted_note) detail.append(h("div", { class: "panel warnings interrupted-note", role: "status", text: "Partial iteration: " + it.interrupted_note + "." }));
     add(detail, iterationBody(it, 0));
   }
 
