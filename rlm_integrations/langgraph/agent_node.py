@@ -51,12 +51,15 @@ class RLMNode(RunnableLambda):
             raise ValueError("RLMNode needs messages_key or output_key to write the answer to")
         if messages_key is None and query_key is None:
             raise ValueError("RLMNode needs messages_key or query_key to read the query from")
+        # ``checkpointer=True``: the RLM graph keeps its state per thread of the parent
+        # (with the parent's checkpointer), so the node called again on a thread continues
+        # that thread's conversation: earlier runs' REPL variables are there.
         if graph is None:
-            graph = build_rlm_graph(**rlm_kwargs).compile()
+            graph = build_rlm_graph(**rlm_kwargs).compile(checkpointer=True)
         elif rlm_kwargs:
             raise TypeError("Pass either a compiled graph or build_rlm_graph keywords, not both")
         elif isinstance(graph, StateGraph):
-            graph = graph.compile()
+            graph = graph.compile(checkpointer=True)
         self.graph = graph
         self.context_key = context_key
         self.messages_key = messages_key

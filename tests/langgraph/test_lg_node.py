@@ -79,7 +79,7 @@ def test_subgraphs_stream_shows_the_rlm_steps(graph_kwargs, haystack):
     inner = [(ns, node) for ns, node in seen if ns]
     assert parent == ["router", "rlm", "wrap_up"]
     assert [node for _, node in inner] == ["generate", "execute", "check_final"] * 2
-    assert all(ns[0].startswith("rlm:") for ns, _ in inner)
+    assert all(ns[0].split(":")[0] == "rlm" for ns, _ in inner)  # "rlm": per-thread state
 
 
 async def test_rlm_node_async_with_checkpointer_and_custom_events(graph_kwargs, haystack):
@@ -96,7 +96,7 @@ async def test_rlm_node_async_with_checkpointer_and_custom_events(graph_kwargs, 
     ):
         if mode == "custom":
             events.append((ns, data["event"]))
-    assert events and all(ns and ns[0].startswith("rlm:") for ns, _ in events)
+    assert events and all(ns and ns[0].split(":")[0] == "rlm" for ns, _ in events)
     assert events[-1][1] == "final"
     state = await app.aget_state(cfg)
     assert state.values["messages"][-1].text == f"Done: {ANSWER}"
@@ -165,3 +165,31 @@ def test_code_review_inside_the_rlm_node_pauses_the_parent(graph_kwargs, haystac
         out = app.invoke(Command(resume=True), cfg)
     assert reviews == 2
     assert out["messages"][-1].text == f"Done: {ANSWER}"
+
+
+def test_the_rlm_node_continues_the_threads_conversation(graph_kwargs, scripted_model):
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    class State(MessagesState):
+        document: str
+
+    scripted_model.add_rule(
+        lambda r: r.is_rlm_root and "first question" in r.first_user,
+        ["```repl\nkeep = 41\n```", "FINAL_VAR(keep)"],
+    )
+    scripted_model.add_rule(
+        lambda r: r.is_rlm_root and "second question" in r.first_user,
+        ["```repl\nres = str(keep + 1)\n```", "FINAL_VAR(res)"],
+    )
+    node = RLMNode(context_key="document", **graph_kwargs)
+    app = (
+        StateGraph(State)
+        .add_node("rlm", node)
+        .add_edge(START, "rlm")
+        .compile(checkpointer=InMemorySaver())
+    )
+    cfg = {"configurable": {"thread_id": "agent-chat"}}
+    one = app.invoke({"messages": [HumanMessage("the first question")], "document": "doc"}, cfg)
+    assert one["messages"][-1].text == "41"
+    two = app.invoke({"messages": [HumanMessage("the second question")]}, cfg)
+    assert two["messages"][-1].text == "42"  # `keep` survived from the first turn
