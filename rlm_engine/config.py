@@ -173,6 +173,12 @@ class Repl:
         doc="host functions callable from REPL code, by name", factory=dict
     )
     tools_doc: str = option("", "how the root should use the tools (added to its prompt)")
+    finish_hint: str | None = option(
+        None,
+        "how the engine's feedback tells the top-level root to finish, completing 'Continue "
+        "with more code, or ...' (default: give FINAL(...) / FINAL_VAR(name) on its own "
+        "line); for a form with its own convention (RLMModule: SUBMIT)",
+    )
 
     def __post_init__(self) -> None:
         _at_least("max_output_chars", self.max_output_chars, 1)

@@ -40,15 +40,21 @@ def block_feedback(i: int, b: CodeBlockResult, limit: int) -> str:
 
 
 def turn_feedback(
-    blocks: list[CodeBlockResult], note: str | None, index: int, remaining: int, limit: int
+    blocks: list[CodeBlockResult],
+    note: str | None,
+    index: int,
+    remaining: int,
+    limit: int,
+    finish: str | None = None,
 ) -> str:
-    """The next user turn: the blocks' capped output, a note, and the turns left."""
+    """The next user turn: the blocks' capped output, a note, the turns left and how to
+    finish (``finish``: see ``prompts.finish_hint``)."""
     # Each block is capped, and so is their sum: the limit is per turn, not per block.
     outputs = "\n\n".join(block_feedback(i, b, limit) for i, b in enumerate(blocks, 1))
     parts = [truncate_output(outputs, limit)] if blocks else []
     if note is not None:
         parts.append(note)
-    return prompts.repl_feedback(parts, index, remaining)
+    return prompts.repl_feedback(parts, index, remaining, finish)
 
 
 __all__ = ["block_feedback", "capped_block", "turn_feedback"]

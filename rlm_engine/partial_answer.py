@@ -4,11 +4,20 @@ After ``max_iterations`` the root is asked once more for its answer (when
 ``final_answer_on_max_iterations`` and the budget allow); otherwise, or when that fails,
 a REPL variable with a conventional name is used. The REPL may still be busy after a
 timeout, so every lookup is bounded.
+
+The last request is flagged, not left to be recognized by its text: during that root call
+:func:`is_final_answer_request` is True, so a client that answers it its own way (the
+DSPy integration's root, with its extract predictor) reads the flag. The flag lives in a
+context variable set around that one call: other runs, other tasks and later calls never
+see it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from rlm_engine import prompts
@@ -20,6 +29,27 @@ if TYPE_CHECKING:  # session.py imports this module
 
 PARTIAL_ANSWER_NAMES = ("final_answer", "answer", "result")
 PEEK_SECONDS = 5.0  # how long a lookup waits for a REPL variable
+
+_FINAL_ANSWER_REQUEST: ContextVar[bool] = ContextVar("rlm_final_answer_request", default=False)
+
+
+def is_final_answer_request() -> bool:
+    """True inside the root call that asks for a last answer after ``max_iterations``.
+
+    Read it from ``LMClient.acomplete``: the request's last message is then
+    ``prompts.FINAL_ANSWER_REQUEST`` and its reply is read as text (``FINAL(...)``).
+    """
+    return _FINAL_ANSWER_REQUEST.get()
+
+
+@contextlib.contextmanager
+def final_answer_request() -> Iterator[None]:
+    """Flag the root call made inside this block as the final-answer request."""
+    token = _FINAL_ANSWER_REQUEST.set(True)
+    try:
+        yield
+    finally:
+        _FINAL_ANSWER_REQUEST.reset(token)
 
 
 async def peek(env: Environment, name: str) -> tuple[bool, str]:
@@ -41,11 +71,12 @@ async def best_partial_answer(session: RLMSession) -> str | None:
     ):
         msgs = st.messages() + [{"role": "user", "content": prompts.FINAL_ANSWER_REQUEST}]
         try:
-            resp = await session.root_client.acomplete(
-                msgs,
-                model=session.root_model,
-                timeout=budget.clamp(session.config.reply.timeout),
-            )
+            with final_answer_request():
+                resp = await session.root_client.acomplete(
+                    msgs,
+                    model=session.root_model,
+                    timeout=budget.clamp(session.config.reply.timeout),
+                )
         except Exception:
             resp = None
         if resp is not None:
@@ -65,4 +96,10 @@ async def best_partial_answer(session: RLMSession) -> str | None:
     return None
 
 
-__all__ = ["PARTIAL_ANSWER_NAMES", "best_partial_answer", "peek"]
+__all__ = [
+    "PARTIAL_ANSWER_NAMES",
+    "best_partial_answer",
+    "final_answer_request",
+    "is_final_answer_request",
+    "peek",
+]

@@ -129,32 +129,71 @@ def first_user_message(info: dict[str, Any], query: str | None) -> str:
     return "\n".join(lines)
 
 
-def repl_feedback(outputs: list[str], iteration: int, remaining: int | None) -> str:
-    """The user turn that carries the REPL output of the previous response back."""
+#: How feedback tells the root to finish, by default: the engine's own convention, which
+#: every REPL has. A form with another convention sets ``Repl.finish_hint`` (RLMModule:
+#: ``SUBMIT``); see :func:`finish_hint`.
+FINISH_HINT = "give FINAL(...) / FINAL_VAR(name) on its own line"
+
+
+def finish_hint(hint: str | None, depth: int = 0) -> str:
+    """The finishing instruction feedback at ``depth`` gives: the form's own (``hint``,
+    from ``Repl.finish_hint``) at the top level, whose REPL ran the form's set-up; the
+    engine's FINAL convention in child RLMs, whose REPLs do not run it."""
+    return hint if hint and depth == 0 else FINISH_HINT
+
+
+def repl_feedback(
+    outputs: list[str], iteration: int, remaining: int | None, finish: str | None = None
+) -> str:
+    """The user turn that carries the REPL output of the previous response back.
+
+    ``finish`` completes "Continue with more code, or ..." (default :data:`FINISH_HINT`).
+    """
     body = "\n\n".join(outputs) if outputs else "(no output)"
     tail = (
-        f"\n\n[{remaining} iterations left.] Continue with more code, or give FINAL(...) / "
-        "FINAL_VAR(name) on its own line when you have the answer."
+        f"\n\n[{remaining} iterations left.] Continue with more code, or "
+        f"{finish or FINISH_HINT} when you have the answer."
         if remaining is not None
         else ""
     )
     return f"REPL output:\n{body}{tail}"
 
 
-NO_CODE_MESSAGE = (
-    "Your response had no ```repl code block and no FINAL(...) / FINAL_VAR(...) line. "
-    "Write code in a ```repl block to work on `context`, or end with FINAL(answer)."
-)
-
-
-def missing_variable_message(name: str, variables: dict[str, str]) -> str:
-    shown = ", ".join(sorted(variables)) or "none"
+def no_code_message(finish: str | None = None) -> str:
+    """The note for a response with neither code nor an answer."""
     return (
-        f"FINAL_VAR({name}) failed: there is no REPL variable named {name!r}. "
-        f"Defined variables: {shown}. Assign the answer to a variable first, or use FINAL(answer)."
+        "Your response had no ```repl code block and no final answer. Write code in a "
+        f"```repl block to work on `context`, or {finish or FINISH_HINT} to end the task."
     )
 
 
+NO_CODE_MESSAGE = no_code_message()
+
+
+def missing_variable_message(
+    name: str, variables: dict[str, str], finish: str | None = None
+) -> str:
+    """The note for ``FINAL_VAR(name)`` written as text when no such variable exists."""
+    shown = ", ".join(sorted(variables)) or "none"
+    return (
+        f"FINAL_VAR({name}) failed: there is no REPL variable named {name!r}. "
+        f"Defined variables: {shown}. Assign the answer to a variable first, or "
+        f"{finish or FINISH_HINT}."
+    )
+
+
+def budget_exhausted_message(reason: str, finish: str | None = None) -> str:
+    """What a sub-call the budget no longer allows returns into the REPL."""
+    return (
+        f"Error: budget exhausted ({reason}); this sub-call was not made. "
+        f"Finish with what you have: {finish or FINISH_HINT}."
+    )
+
+
+#: The last request after ``max_iterations`` (``rlm_engine.partial_answer``). Its reply is
+#: read as text, with no code run, so it asks for ``FINAL(answer)`` whatever the form's
+#: finishing convention: that is the one form of answer text can carry. Clients never
+#: recognize it by this text; the engine flags the call (``is_final_answer_request``).
 FINAL_ANSWER_REQUEST = (
     "You have run out of iterations. Based on everything above, give your best final answer "
     "now, as FINAL(answer) on its own line, without any more code."

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from rlm_engine import prompts
 from rlm_engine.environments import HostFunction
 from rlm_engine.replay import RecordedAnswers
 from rlm_engine.text import clean_text
@@ -144,10 +145,8 @@ class SubCallHost:
         self.shared.emit("subcall_start", depth=self.depth, function=function)
         reason = self.shared.budget.reserve()
         if reason:
-            call.error = call.response = (
-                f"Error: budget exhausted ({reason}); this sub-call was not made. "
-                "Finish with what you have: FINAL(answer)."
-            )
+            finish = prompts.finish_hint(self.config.repl.finish_hint, self.depth)
+            call.error = call.response = prompts.budget_exhausted_message(reason, finish)
             self._log_call(call)
             return call.response
         started = time.perf_counter()

@@ -81,6 +81,7 @@ def samples(tmp_path: Path) -> dict[str, Any]:
         "system_prompt": "You are an RLM.\n",
         "tools": {"t": HostFunction("t", _tool, "a tool")},
         "tools_doc": "- t(): a tool",
+        "finish_hint": "call DONE(answer) in your code",
         "root_context_window": 50_000,
         "compaction_threshold": 0.5,
         "keep_last_iterations": 4,

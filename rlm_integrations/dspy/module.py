@@ -22,6 +22,7 @@ from rlm_engine.environments import HostFunction
 from rlm_engine.logger import RLMLogger
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
+from rlm_integrations.dspy.demos import DEFAULT_MAX_DEMO_CHARS, DemoBoundedPredict
 from rlm_integrations.dspy.lm_client import dspy_scope, settings_snapshot
 from rlm_integrations.dspy.outputs import (
     SubmissionError,
@@ -35,6 +36,7 @@ from rlm_integrations.dspy.signatures import (
     REPL_NAMES,
     check_task_signature,
     extract_signature,
+    finish_hint,
     root_signature,
     runtime_note,
     sub_signature,
@@ -80,6 +82,12 @@ class RLMModule(dspy.Module):
     instructions are the RLM prompt), ``sub_query`` (the template of ``llm_query``
     prompts) and ``extract`` (answers from the history when turns run out).
 
+    Their few-shot demos carry behaviour, not material: whatever sets them (any
+    teleprompter, ``load``), each demo keeps only its predictor's fields and each value at
+    most ``max_demo_chars`` characters (head and tail around a marker), when set, used and
+    saved. A context chunk in a sub-call demo would otherwise be re-sent with every
+    ``llm_query``, and raw training examples would put whole documents in saved programs.
+
     LMs are read at call time: the root uses ``root.lm`` or ``dspy.settings.lm``; sub-calls
     use ``sub_lm`` if given, else the same LM.
     """
@@ -93,6 +101,7 @@ class RLMModule(dspy.Module):
         tools: list[Callable[..., Any] | Tool] | None = None,
         pricing: Any = None,
         log_dir: str | None = None,
+        max_demo_chars: int = DEFAULT_MAX_DEMO_CHARS,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -112,9 +121,12 @@ class RLMModule(dspy.Module):
         self.pricing = pricing
         self.log_dir = log_dir
         self.tools = _normalize_tools(tools, self.signature)
-        self.root = dspy.Predict(root_signature(self.signature, _tools_doc(self.tools)))
-        self.sub_query = dspy.Predict(sub_signature())
-        self.extract = dspy.Predict(extract_signature(self.signature))
+        bound = {"max_demo_chars": max_demo_chars}
+        self.root = DemoBoundedPredict(
+            root_signature(self.signature, _tools_doc(self.tools)), **bound
+        )
+        self.sub_query = DemoBoundedPredict(sub_signature(), **bound)
+        self.extract = DemoBoundedPredict(extract_signature(self.signature), **bound)
 
     # -- public interface -----------------------------------------------------------------
     def forward(self, **inputs: Any) -> dspy.Prediction:
@@ -135,9 +147,9 @@ class RLMModule(dspy.Module):
             )
 
     def _config(self, submit: HostFunction, snapshot: Any) -> RLMConfig:
-        """This call's configuration: SUBMIT and the user's tools as REPL functions, and the
+        """This call's configuration: SUBMIT and the user's tools as REPL functions, the
         set-up that defines the inputs (re-run if an isolated worker restarts, so inputs
-        and SUBMIT never vanish)."""
+        and SUBMIT never vanish), and feedback that tells the root to finish with SUBMIT."""
         tools = {SUBMIT_TOOL: submit}
         for name, tool in self.tools.items():
             tools[name] = HostFunction(name, _host_tool(tool, snapshot), tool.desc or "")
@@ -147,6 +159,8 @@ class RLMModule(dspy.Module):
             "tools": {**self.config.repl.tools, **tools},
             "repl_setup": f"{setup}\n{user_setup}" if user_setup else setup,
         }
+        if self.config.repl.finish_hint is None:  # feedback speaks of SUBMIT, as the prompt
+            changes["finish_hint"] = finish_hint(self.signature)
         if self.log_dir and self.config.observe.logger is None:
             changes["logger"] = RLMLogger(self.log_dir)
         return self.config.replace(**changes)

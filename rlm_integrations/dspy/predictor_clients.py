@@ -2,7 +2,8 @@
 
 ``RootTurnClient`` answers the engine's root calls with the root ``dspy.Predict`` (called
 through ``acall``, so DSPy records the trace optimizers learn from), and the engine's
-out-of-turns request with the extract predictor. ``SubCallClient`` sends every
+out-of-turns request (flagged by ``rlm_engine.partial_answer.is_final_answer_request``,
+not recognized by its text) with the extract predictor. ``SubCallClient`` sends every
 ``llm_query`` prompt through the sub-call predictor and child-RLM turns straight to the
 sub LM. Both are created per module call and hold no state beyond that call.
 """
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import dspy
 
-from rlm_engine import prompts
 from rlm_engine.clients.base import LMClient
+from rlm_engine.partial_answer import is_final_answer_request
 from rlm_engine.types import LMResponse, Message
 from rlm_integrations.dspy.lm_client import (
     call_lm_messages,
@@ -76,7 +77,7 @@ class RootTurnClient(LMClient):
         iterations = self.session.state.iterations
         with dspy_scope(self.snapshot):
             lm = resolve_lm(self.root.lm)
-            if messages and messages[-1].get("content") == prompts.FINAL_ANSWER_REQUEST:
+            if is_final_answer_request():  # flagged by the engine, whatever the wording
                 pred, m = await measured(
                     lambda: self.extract.acall(
                         variables_info=self.setup.variables_info,

@@ -48,7 +48,7 @@ Much faster than a loop.
 - `rlm_query(prompt, context=None)` -> str and `rlm_query_batched(prompts, contexts=None)`: give \
 a sub-task to a recursive RLM with its own REPL (see the limits below).
 - `SHOW_VARS()`: list the variables you defined.
-- `SUBMIT({submit_args})`: finish with the output values. Each is checked against its type; if \
+- `{submit_call}`: finish with the output values. Each is checked against its type; if \
 one does not fit, you get the error back and can fix it.
 {tools}
 Work step by step: look at the structure and size of the inputs first, split long text into \
@@ -118,10 +118,21 @@ def root_instructions(signature: type[dspy.Signature], tools_doc: str = "") -> s
         inputs=", ".join(f"`{n}`" for n in inputs),
         task=_task_text(signature),
         input_names=", ".join(f"`{n}`" for n in inputs),
-        submit_args=", ".join(f"{n}=..." for n in outputs),
+        submit_call=submit_call(signature),
         tools=f"{tools_doc.rstrip()}\n" if tools_doc else "",
         output_specs=output_specs(signature),
     )
+
+
+def submit_call(signature: type[dspy.Signature]) -> str:
+    """``SUBMIT(a=..., b=...)`` for the task's output fields."""
+    return "SUBMIT(" + ", ".join(f"{n}=..." for n in signature.output_fields) + ")"
+
+
+def finish_hint(signature: type[dspy.Signature]) -> str:
+    """How the engine's feedback tells RLMModule's root to finish (``Repl.finish_hint``):
+    the SUBMIT its instructions teach, instead of the engine's FINAL."""
+    return f"call {submit_call(signature)} in your code"
 
 
 def root_signature(signature: type[dspy.Signature], tools_doc: str = "") -> type[dspy.Signature]:

@@ -116,3 +116,4 @@ def test_the_optimization_example_runs_offline():
     assert "Dev score before compiling: 50.0%" in out
     assert "Dev score after compiling:  100.0%" in out
     assert "Compiled: 2 root demos" in out
+    assert "Cost before compiling:" in out and "Cost after compiling:" in out
