@@ -45,7 +45,7 @@ DEFAULT_MAX_OUTPUT_CHARS = 20_000
 DEFAULT_MAX_LLM_CALLS = 1_000
 DEFAULT_MAX_TOTAL_TOKENS = 20_000_000
 DEFAULT_MAX_COST = 25.0
-#: Default bound of one LM request, retries apart: a stalled or trickling server cannot
+#: Default bound of one LM request, retries included: a stalled or trickling server cannot
 #: hold a call longer than this (generous for long reasoning replies).
 DEFAULT_REQUEST_TIMEOUT = 300.0
 
@@ -106,7 +106,7 @@ class ReplyLimits:
     )
     timeout: float | None = option(
         DEFAULT_REQUEST_TIMEOUT,
-        "seconds one LM request may take, retries apart (not the run: see run_timeout)",
+        "seconds one LM request may take, retries included (not the run: see run_timeout)",
     )
     max_retries: int | None = option(
         None, "retries of a failed LM request (default: the client's own, 3 for openai)"
@@ -196,6 +196,11 @@ class History:
     )
     keep_last_iterations: int = option(
         2, "iterations kept verbatim when older ones are folded into a summary"
+    )
+    prompt_caching: bool = option(
+        True,
+        "let providers cache the root history's stable prefix (Anthropic cache_control marks; "
+        "OpenAI-compatible servers cache identical prefixes on their own)",
     )
 
     def __post_init__(self) -> None:

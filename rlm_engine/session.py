@@ -141,8 +141,16 @@ class RLMSession:
             input_tokens=resp.input_tokens,
             output_tokens=resp.output_tokens,
             cost=resp.cost,
+            cached_input_tokens=resp.cached_input_tokens,
+            cache_write_tokens=resp.cache_write_tokens,
         )
-        self.totals.add(resp.input_tokens, resp.output_tokens, resp.cost)
+        self.totals.add(
+            resp.input_tokens,
+            resp.output_tokens,
+            resp.cost,
+            resp.cached_input_tokens,
+            resp.cache_write_tokens,
+        )
 
     # -- step 1: generate -----------------------------------------------------------------
     async def generate(self) -> str | None:
@@ -216,6 +224,7 @@ class RLMSession:
                 index,
                 self.config.run.max_iterations - index,
                 self.config.repl.max_output_chars,
+                prompts.finish_hint(self.config.repl.finish_hint, self.depth),
             ),
             input_tokens=meta.get("input_tokens", 0),
             output_tokens=meta.get("output_tokens", 0),
@@ -251,9 +260,12 @@ class RLMSession:
             if found:
                 return clean_text(value), None
             variables = await self.env.list_variables()
-            return None, prompts.missing_variable_message(directive.value, variables)
+            finish = prompts.finish_hint(self.config.repl.finish_hint, self.depth)
+            return None, prompts.missing_variable_message(directive.value, variables, finish)
         if not blocks:
-            return None, prompts.NO_CODE_MESSAGE
+            return None, prompts.no_code_message(
+                prompts.finish_hint(self.config.repl.finish_hint, self.depth)
+            )
         return None, None
 
     def _append_iteration(self, it: Iteration) -> None:

@@ -22,6 +22,11 @@ class LMResponse:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = None
+    #: Of ``input_tokens``, how many the provider read from its prompt cache (OpenAI
+    #: ``cached_tokens``, Anthropic ``cache_read_input_tokens``) and how many it wrote to it
+    #: (Anthropic ``cache_creation_input_tokens``); ``cost`` prices them at cached rates.
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass

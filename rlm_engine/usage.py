@@ -22,16 +22,28 @@ class UsageTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = None  # None while no call had a known price
+    #: Of ``input_tokens``: read from the provider's prompt cache, and written to it.
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def add(self, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+    def add(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cost: float | None,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> None:
         """Count one LM call."""
         self.calls += 1
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
+        self.cached_input_tokens += cached_input_tokens
+        self.cache_write_tokens += cache_write_tokens
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
 
@@ -40,6 +52,8 @@ class UsageTotals:
         self.calls += other.calls
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.cache_write_tokens += other.cache_write_tokens
         if other.cost is not None:
             self.cost = (self.cost or 0.0) + other.cost
 
@@ -50,6 +64,8 @@ class UsageTotals:
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "cost": self.cost,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
         }
 
 
@@ -61,6 +77,30 @@ class UsageRecord:
     input_tokens: int
     output_tokens: int
     cost: float | None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def row(self) -> list[Any]:
+        """The record as a JSON row (``Usage.to_dict()["records"]``, checkpoints)."""
+        return [
+            self.model,
+            self.depth,
+            self.role,
+            self.input_tokens,
+            self.output_tokens,
+            self.cost,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+        ]
+
+    def totals_args(self) -> tuple[int, int, float | None, int, int]:
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.cost,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+        )
 
 
 @dataclass
@@ -83,9 +123,21 @@ class Usage:
         input_tokens: int,
         output_tokens: int,
         cost: float | None,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> None:
+        record = UsageRecord(
+            model,
+            depth,
+            role,
+            input_tokens,
+            output_tokens,
+            cost,
+            cached_input_tokens,
+            cache_write_tokens,
+        )
         with self._lock:
-            self.records.append(UsageRecord(model, depth, role, input_tokens, output_tokens, cost))
+            self.records.append(record)
 
     def _sum(self, pred: Any = None) -> UsageTotals:
         t = UsageTotals()
@@ -93,7 +145,7 @@ class Usage:
             recs = list(self.records)
         for r in recs:
             if pred is None or pred(r):
-                t.add(r.input_tokens, r.output_tokens, r.cost)
+                t.add(*r.totals_args())
         return t
 
     @property
@@ -131,13 +183,13 @@ class Usage:
     def by_model(self) -> dict[str, UsageTotals]:
         out: dict[str, UsageTotals] = {}
         for r in list(self.records):
-            out.setdefault(r.model, UsageTotals()).add(r.input_tokens, r.output_tokens, r.cost)
+            out.setdefault(r.model, UsageTotals()).add(*r.totals_args())
         return out
 
     def by_depth(self) -> dict[int, UsageTotals]:
         out: dict[int, UsageTotals] = {}
         for r in list(self.records):
-            out.setdefault(r.depth, UsageTotals()).add(r.input_tokens, r.output_tokens, r.cost)
+            out.setdefault(r.depth, UsageTotals()).add(*r.totals_args())
         return dict(sorted(out.items()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,15 +199,12 @@ class Usage:
             "sub": self.sub.to_dict(),
             "by_model": {k: v.to_dict() for k, v in self.by_model().items()},
             "by_depth": {str(k): v.to_dict() for k, v in self.by_depth().items()},
-            "records": [
-                [r.model, r.depth, r.role, r.input_tokens, r.output_tokens, r.cost]
-                for r in list(self.records)
-            ],
+            "records": [r.row() for r in list(self.records)],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Usage:
         u = cls()
-        for m, dep, role, it, ot, c in d.get("records", []):
-            u.records.append(UsageRecord(m, dep, role, it, ot, c))
+        for row in d.get("records", []):  # rows of 6 (before prompt caching) or 8 fields
+            u.records.append(UsageRecord(*row))
         return u

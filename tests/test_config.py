@@ -85,6 +85,7 @@ def samples(tmp_path: Path) -> dict[str, Any]:
         "root_context_window": 50_000,
         "compaction_threshold": 0.5,
         "keep_last_iterations": 4,
+        "prompt_caching": False,
         "logger": RLMLogger(tmp_path / "logs"),
         "verbose": True,
         "on_event": _on_event,
@@ -318,6 +319,7 @@ def test_reply_options_reach_named_clients_only() -> None:
         "base_url": "http://127.0.0.1:9/v1",
         "max_tokens": 50,
         "timeout": 3.0,
+        "prompt_caching": True,
         "pricing": (1, 2),
     }
     assert sub["model_name"] == "sub-m" and sub["pricing"] == (3, 4)

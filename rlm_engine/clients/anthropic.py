@@ -16,6 +16,7 @@ from rlm_engine.clients.base import (
     SDK_FAILURES,
     LMClient,
     Pricing,
+    cache_rates_for,
     compute_cost,
     price_for,
     raise_explained,
@@ -41,6 +42,22 @@ def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
         else:
             turns.append({"role": m["role"], "content": m["content"]})
     return system, turns
+
+
+def cache_breakpoints(system: str, turns: list[Message]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """``system`` and ``turns`` with ``cache_control`` on the system prompt and on the last
+    message (2 of Anthropic's 4 breakpoints): the next call of an append-only history
+    reads everything up to this call's last message from the cache."""
+    mark = {"type": "ephemeral"}
+    system_blocks = [{"type": "text", "text": system, "cache_control": mark}]
+    out: list[Any] = list(turns)
+    if out:
+        last = out[-1]
+        out[-1] = {
+            "role": last["role"],
+            "content": [{"type": "text", "text": str(last["content"]), "cache_control": mark}],
+        }
+    return system_blocks, out
 
 
 class _SDKOptions(TypedDict):
@@ -71,8 +88,12 @@ class AnthropicClient(LMClient):
         pricing: Pricing | None = None,
         context_chars: int | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        prompt_caching: bool = True,
         **completion_kwargs: Any,
     ) -> None:
+        #: Mark the system prompt and the newest message as cache breakpoints: the RLM
+        #: history is append-only, so each call reads the previous call's prefix.
+        self.prompt_caching = prompt_caching
         common: _SDKOptions = {
             "api_key": api_key or os.environ.get("ANTHROPIC_API_KEY") or "not-needed",
             "base_url": base_url or os.environ.get("ANTHROPIC_BASE_URL"),
@@ -112,6 +133,12 @@ class AnthropicClient(LMClient):
         self, messages: list[Message], model: str | None, timeout: float | None
     ) -> dict[str, Any]:
         system, turns = split_system(messages)
+        # Only conversations that will be sent again are marked (the root's history has a
+        # system prompt); a one-shot sub-call would pay the 25% cache-write premium for a
+        # prefix nobody reads.
+        caching = self.prompt_caching and bool(system or len(turns) > 1)
+        if caching:
+            system_param, turns = cache_breakpoints(system, turns)
         kw: dict[str, Any] = {
             "model": model or self.model_name,
             "messages": turns,
@@ -119,7 +146,7 @@ class AnthropicClient(LMClient):
             **self.completion_kwargs,
         }
         if system:
-            kw["system"] = system
+            kw["system"] = system_param if caching else system
         if timeout is not None:
             kw["timeout"] = timeout
         return kw
@@ -127,18 +154,19 @@ class AnthropicClient(LMClient):
     def _to_response(self, msg: AnthropicMessage, model: str) -> LMResponse:
         text = "".join(getattr(b, "text", "") for b in msg.content if b.type == "text")
         u = msg.usage
-        inp = (
-            (u.input_tokens or 0)
-            + (getattr(u, "cache_read_input_tokens", 0) or 0)
-            + (getattr(u, "cache_creation_input_tokens", 0) or 0)
-        )
+        read = getattr(u, "cache_read_input_tokens", 0) or 0
+        written = getattr(u, "cache_creation_input_tokens", 0) or 0
+        inp = (u.input_tokens or 0) + read + written  # Anthropic's input_tokens excludes both
         out = u.output_tokens or 0
+        prices, rates = price_for(model, self._pricing), cache_rates_for(model)
         return LMResponse(
             text=text,
             model=msg.model or model,
             input_tokens=inp,
             output_tokens=out,
-            cost=compute_cost(price_for(model, self._pricing), inp, out),
+            cost=compute_cost(prices, inp, out, read, written, rates),
+            cached_input_tokens=read,
+            cache_write_tokens=written,
         )
 
     def _reraise(self, e: Exception, bound: float | None) -> NoReturn:

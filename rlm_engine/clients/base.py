@@ -146,10 +146,42 @@ def raise_explained(
 SDK_FAILURES = (json.JSONDecodeError, UnicodeDecodeError)
 
 
-def compute_cost(prices: tuple[float, float] | None, inp: int, out: int) -> float | None:
+#: Prompt-cache prices as multiples of the input price, by model prefix: (read, write).
+#: OpenAI bills cached input at 10% (gpt-5 family), 25% (gpt-4.1, o3, o4-mini) or 50%
+#: (gpt-4o) and writes at the normal rate; Anthropic reads at 10% and writes (5-minute
+#: cache) at 125%. Unknown models: no discount, the safe side of a budget.
+CACHE_RATES: dict[str, tuple[float, float]] = {
+    "gpt-5": (0.1, 1.0),
+    "gpt-4.1": (0.25, 1.0),
+    "o3": (0.25, 1.0),
+    "o4-mini": (0.25, 1.0),
+    "gpt-4o": (0.5, 1.0),
+    "claude": (0.1, 1.25),
+}
+
+
+def cache_rates_for(model: str) -> tuple[float, float]:
+    """``(read, write)`` multipliers of the input price for ``model``'s prompt cache."""
+    name = model.rsplit("/", 1)[-1]
+    best = max((p for p in CACHE_RATES if name.startswith(p)), key=len, default=None)
+    return CACHE_RATES[best] if best else (1.0, 1.0)
+
+
+def compute_cost(
+    prices: tuple[float, float] | None,
+    inp: int,
+    out: int,
+    cached: int = 0,
+    written: int = 0,
+    rates: tuple[float, float] = (1.0, 1.0),
+) -> float | None:
+    """USD for one call; ``cached``/``written`` of the ``inp`` tokens are priced at the
+    prompt cache's ``rates`` (multiples of the input price)."""
     if prices is None:
         return None
-    return (inp * prices[0] + out * prices[1]) / 1_000_000
+    plain = max(0, inp - cached - written)
+    billed_input = plain + cached * rates[0] + written * rates[1]
+    return (billed_input * prices[0] + out * prices[1]) / 1_000_000
 
 
 class LMClient(ABC):

@@ -39,6 +39,7 @@ def client_kwargs(config: RLMConfig, *, sub: bool = False) -> dict[str, Any]:
         "max_tokens": r.max_tokens,
         "timeout": r.timeout,
         "max_retries": r.max_retries,
+        "prompt_caching": config.history.prompt_caching,
     }
     kw.update({k: v for k, v in typed.items() if v is not None})
     extra = m.sub_backend_kwargs if sub and m.sub_backend_kwargs is not None else m.backend_kwargs
@@ -63,7 +64,7 @@ def _named_backend_kwargs(backend: str, config: RLMConfig, *, sub: bool) -> dict
     ) or {}
     factory = backend_factory(backend)
     defaults = options()
-    for name in ("timeout", "max_tokens", "max_retries", "temperature"):
+    for name in ("timeout", "max_tokens", "max_retries", "temperature", "prompt_caching"):
         defaulted = name in kw and name not in given and kw[name] == defaults[name].default
         if defaulted and not _takes(factory, name):
             del kw[name]

@@ -25,6 +25,7 @@ from rlm_engine.clients.base import (
     LMClient,
     Pricing,
     ReplyNotJSONError,
+    cache_rates_for,
     compute_cost,
     price_for,
     raise_explained,
@@ -93,8 +94,13 @@ class OpenAIClient(LMClient):
         context_chars: int | None = None,
         default_headers: dict[str, str] | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        prompt_caching: bool = True,
         **completion_kwargs: Any,
     ) -> None:
+        # OpenAI-compatible servers cache identical prompt prefixes on their own (nothing
+        # to mark, nothing to turn off); the engine keeps the root history's prefix
+        # byte-identical from call to call so they can. Accepted for one config everywhere.
+        self.prompt_caching = prompt_caching
         self.base_url = resolve_base_url(base_url, api_key)
         key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
         common: _SDKOptions = {
@@ -180,15 +186,19 @@ class OpenAIClient(LMClient):
         usage = getattr(completion, "usage", None)
         inp = getattr(usage, "prompt_tokens", 0) or 0
         out = getattr(usage, "completion_tokens", 0) or 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", 0) or 0  # automatic prefix caching
         cost = getattr(usage, "cost", None)  # OpenRouter reports it
         if cost is None:
-            cost = compute_cost(price_for(model, self._pricing), inp, out)
+            prices, rates = price_for(model, self._pricing), cache_rates_for(model)
+            cost = compute_cost(prices, inp, out, cached, 0, rates)
         return LMResponse(
             text=text,
             model=completion.model or model,
             input_tokens=inp,
             output_tokens=out,
             cost=cost,
+            cached_input_tokens=cached,
         )
 
     async def acomplete(

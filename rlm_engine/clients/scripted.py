@@ -39,6 +39,7 @@ class ScriptedClient(LMClient):
         max_tokens: int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        prompt_caching: bool = True,
     ) -> None:
         from rlm_engine.scripted import ScriptedModel
 

@@ -68,6 +68,8 @@ class Request:
     max_tokens: int | None = None
     stop: list[str] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: ``(read, written)`` prompt-cache tokens, set by the server (``scripted.cache``).
+    cache: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         self.messages = [{**m, "content": content_text(m.get("content"))} for m in self.messages]

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rlm_engine.scripted import wire
+from rlm_engine.scripted.cache import PrefixCache
 from rlm_engine.scripted.faults import Fault, FaultBook
 from rlm_engine.scripted.model import Reply, Request, ScriptedModel
 from rlm_engine.scripted.stats import RequestRecord, ServerStats
@@ -64,6 +65,8 @@ class ScriptedServer:
         #: Prompt tokens a completion may have (None: no limit). Longer prompts get the
         #: provider's own 400 context-length error, in the API's wire format.
         self.context_window = context_window
+        #: Simulated provider prompt cache (OpenAI automatic, Anthropic cache_control).
+        self.prompt_cache = PrefixCache()
         self.host = host
         self.models = list(models or DEFAULT_MODELS)
         self.latency = latency
@@ -328,6 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
             with app.stats.serving(req.model):
                 reply = app.model.respond(req)
                 usage = app.model.usage_for(req, reply)
+                req.cache = app.prompt_cache.lookup(req)
                 stopping = app._wait(app.latency_for(req.model) + reply.latency)
         except Exception as e:  # a rule or skill raised: report it like an API failure
             traceback.print_exc(file=sys.stderr)
@@ -337,6 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         rec.prompt_tokens, rec.completion_tokens = usage
+        rec.cached_tokens, rec.cache_write_tokens = req.cache
         if req.stream:
             self._stream(api, req, reply, usage)
         elif api == "anthropic":

@@ -30,6 +30,9 @@ class RequestRecord:
     model: str | None = None
     stream: bool = False
     prompt_tokens: int = 0
+    #: Of ``prompt_tokens``: read from / written to the simulated prompt cache.
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
     completion_tokens: int = 0
     last_user: str = ""
     fault: str | None = None

@@ -137,8 +137,24 @@ def _openai_tool_calls(reply: Reply) -> list[dict[str, Any]]:
     ]
 
 
-def _openai_usage(usage: tuple[int, int]) -> dict[str, int]:
-    return {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+def _openai_usage(usage: tuple[int, int], cached: int = 0) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage[0],
+        "completion_tokens": usage[1],
+        "total_tokens": sum(usage),
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def _anthropic_usage(usage: tuple[int, int], cache: tuple[int, int]) -> dict[str, int]:
+    """Anthropic's ``input_tokens`` excludes what was read from or written to the cache."""
+    read, written = cache
+    return {
+        "input_tokens": max(0, usage[0] - read - written),
+        "output_tokens": usage[1],
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
+    }
 
 
 def openai_completion(req: Request, reply: Reply, usage: tuple[int, int]) -> dict[str, Any]:
@@ -160,7 +176,7 @@ def openai_completion(req: Request, reply: Reply, usage: tuple[int, int]) -> dic
                 "finish_reason": _finish_openai(reply),
             }
         ],
-        "usage": _openai_usage(usage),
+        "usage": _openai_usage(usage, req.cache[0]),
         "system_fingerprint": "scripted",
     }
 
@@ -204,7 +220,7 @@ def openai_stream(req: Request, reply: Reply, usage: tuple[int, int]) -> Iterato
             yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
     yield chunk({}, _finish_openai(reply))
     if include_usage:
-        yield json.dumps({**base, "choices": [], "usage": _openai_usage(usage)})
+        yield json.dumps({**base, "choices": [], "usage": _openai_usage(usage, req.cache[0])})
     yield "[DONE]"
 
 
@@ -323,7 +339,7 @@ def anthropic_message(req: Request, reply: Reply, usage: tuple[int, int]) -> dic
         "content": _anthropic_blocks(reply),
         "stop_reason": _ANTHROPIC_STOP.get(reply.finish_reason, "end_turn"),
         "stop_sequence": reply.stop_sequence,
-        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        "usage": _anthropic_usage(usage, req.cache),
     }
 
 
@@ -333,7 +349,7 @@ def anthropic_stream(
     """``(event, data)`` pairs of a streamed message, ``message_start`` to ``message_stop``."""
     start = anthropic_message(req, reply, usage)
     start.update(content=[], stop_reason=None, stop_sequence=None)
-    start["usage"] = {"input_tokens": usage[0], "output_tokens": 1}
+    start["usage"] = {**_anthropic_usage(usage, req.cache), "output_tokens": 1}
     yield "message_start", {"type": "message_start", "message": start}
     for index, block in enumerate(_anthropic_blocks(reply)):
         first: dict[str, Any]

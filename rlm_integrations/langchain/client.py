@@ -25,7 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import RunnableBinding, RunnableConfig
 
 from rlm_engine.clients import register_adapter, register_backend
-from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.clients.base import LMClient, cache_rates_for, compute_cost, price_for
 from rlm_engine.clients.deadline import within_deadline
 from rlm_engine.types import LMResponse, Message
 
@@ -158,15 +158,21 @@ class LangChainClient(LMClient):
         usage = getattr(reply, "usage_metadata", None) or {}
         inp = int(usage.get("input_tokens") or 0)
         out = int(usage.get("output_tokens") or 0)
+        details = usage.get("input_token_details") or {}  # ChatOpenAI / ChatAnthropic caching
+        read = int(details.get("cache_read") or 0)
+        written = int(details.get("cache_creation") or 0)
         meta = reply.response_metadata or {}
         reported = meta.get("model_name") or meta.get("model")
         model = reported if isinstance(reported, str) and reported else name
+        prices, rates = price_for(model, self._pricing), cache_rates_for(model)
         return LMResponse(
             text=reply.text,
             model=model,
             input_tokens=inp,
             output_tokens=out,
-            cost=compute_cost(price_for(model, self._pricing), inp, out),
+            cost=compute_cost(prices, inp, out, read, written, rates),
+            cached_input_tokens=read,
+            cache_write_tokens=written,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -97,13 +97,23 @@ class NestedRunClient(LMClient):
         return self.inner.describe()
 
 
+def usage_metadata(inp: int, out: int, cache_read: int = 0, cache_write: int = 0) -> UsageMetadata:
+    """LangChain's usage record; prompt-cache tokens go in ``input_token_details``
+    (``cache_read``/``cache_creation``), as ChatOpenAI and ChatAnthropic report them."""
+    meta = UsageMetadata(input_tokens=inp, output_tokens=out, total_tokens=inp + out)
+    if cache_read or cache_write:
+        meta["input_token_details"] = {"cache_read": cache_read, "cache_creation": cache_write}
+    return meta
+
+
 def _message(resp: LMResponse) -> AIMessage:
     return AIMessage(
         content=resp.text,
-        usage_metadata=UsageMetadata(
-            input_tokens=resp.input_tokens,
-            output_tokens=resp.output_tokens,
-            total_tokens=resp.input_tokens + resp.output_tokens,
+        usage_metadata=usage_metadata(
+            resp.input_tokens,
+            resp.output_tokens,
+            resp.cached_input_tokens,
+            resp.cache_write_tokens,
         ),
         response_metadata={"model_name": resp.model, "model_provider": "rlm"},
     )
@@ -122,11 +132,11 @@ def unreported_usage(usage: Usage, root: LMClient) -> UsageMetadata:
     """What the RLM message itself reports: the top-level root turns of an engine client
     (every other call was its own nested run)."""
     if reports_itself(root):
-        inp = out = 0
-    else:
-        totals = usage.root
-        inp, out = totals.input_tokens, totals.output_tokens
-    return UsageMetadata(input_tokens=inp, output_tokens=out, total_tokens=inp + out)
+        return usage_metadata(0, 0)
+    t = usage.root
+    return usage_metadata(
+        t.input_tokens, t.output_tokens, t.cached_input_tokens, t.cache_write_tokens
+    )
 
 
 def root_model_name(usage: Usage, default: str) -> str:

@@ -121,10 +121,7 @@ def usage_summary(usage: Usage) -> dict[str, Any]:
 
 def usage_rows(usage: Usage, start: int) -> list[list[Any]]:
     """Ledger records from index ``start`` on, in ``Usage.to_dict()["records"]`` form."""
-    return [
-        [r.model, r.depth, r.role, r.input_tokens, r.output_tokens, r.cost]
-        for r in list(usage.records)[start:]
-    ]
+    return [r.row() for r in list(usage.records)[start:]]
 
 
 class SessionRegistry:

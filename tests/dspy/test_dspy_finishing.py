@@ -122,11 +122,6 @@ def test_feedback_wording_follows_the_finish_hint():
     assert prompts.finish_hint(None) == prompts.FINISH_HINT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RLMSession.execute does not pass config.repl.finish_hint to turn_feedback, "
-    "no_code_message and missing_variable_message yet (session.py, 3 lines)",
-)
 def test_turn_feedback_in_the_trajectory_names_submit(dspy_model, with_root_lm):
     turns = iter(
         [

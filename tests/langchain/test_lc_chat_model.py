@@ -577,6 +577,9 @@ def test_anthropic_backend_with_known_prices(
     assert msg.content == "4729"
     assert set(scripted_server.stats.by_path) == {"/v1/messages"}
     u = msg.response_metadata["usage"]["total"]
-    # claude-haiku-4-5 is priced at $1 / $5 per million input / output tokens.
-    expected = (u["input_tokens"] * 1.0 + u["output_tokens"] * 5.0) / 1e6
+    # claude-haiku-4-5 is priced at $1 / $5 per million input / output tokens; prompt-cache
+    # reads cost 10% and writes 125% of the input price.
+    read, written = u["cached_input_tokens"], u["cache_write_tokens"]
+    billed_input = u["input_tokens"] - read - written + 0.1 * read + 1.25 * written
+    expected = (billed_input * 1.0 + u["output_tokens"] * 5.0) / 1e6
     assert msg.response_metadata["cost"] == pytest.approx(expected)
