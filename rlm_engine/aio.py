@@ -61,6 +61,16 @@ class LoopThread:
         if self.in_thread():
             coro.close()
             raise RuntimeError("LoopThread.run() called from its own loop; await instead")
+        return self.submit(coro).result()
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and await it from any other loop (or directly there)."""
+        if self.in_thread():
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the loop with the caller's context variables."""
         if self._loop.is_closed():
             coro.close()
             raise RuntimeError("This loop thread is closed")
@@ -81,7 +91,7 @@ class LoopThread:
             task.add_done_callback(finish)
 
         self._loop.call_soon_threadsafe(start)
-        return done.result()
+        return done
 
     def close(self) -> None:
         """Stop the loop and its thread (idempotent)."""

@@ -236,10 +236,12 @@ class Conversation:
         *,
         on_event: EventHandler | None = None,
         state: RLMState | None = None,
+        clients: tuple[LMClient, LMClient] | None = None,
     ) -> RLMSession:
         """Start a turn and return its session, for drivers that run the loop's steps
         themselves (the LangGraph nodes); :meth:`end_turn` closes it. ``state`` resumes a
-        turn whose process died (call ``session.replay()`` next)."""
+        turn whose process died (call ``session.replay()`` next). ``clients`` replace the
+        conversation's for this turn (a LangChain call's clients carry its callbacks)."""
         if state is None:
             _, cleaned = prepare_input(None, query, require_material=False)
             first = not self.turns and self._initial is not None and len(self.contexts) <= 1
@@ -253,7 +255,7 @@ class Conversation:
         if self._active is not None:
             raise RuntimeError("A turn is already running in this conversation.")
         await self.astart()
-        session = self._open_turn(query, on_event, state)
+        session = self._open_turn(query, on_event, state, clients)
         self._before = set(await session.env.list_variables())
         self._active = session
         return session
@@ -284,10 +286,14 @@ class Conversation:
         return self._sync(self.asend(query, context, name=name))
 
     def _open_turn(
-        self, query: str | None, on_event: EventHandler | None, state: RLMState | None
+        self,
+        query: str | None,
+        on_event: EventHandler | None,
+        state: RLMState | None,
+        clients: tuple[LMClient, LMClient] | None = None,
     ) -> RLMSession:
         assert self._env is not None and self._clients is not None
-        root, sub = self._clients
+        root, sub = clients or self._clients
         # The turn's session and resources borrow the conversation's REPL and clients and
         # are never closed themselves: the conversation closes what it owns.
         shared = RunResources(

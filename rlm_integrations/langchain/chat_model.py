@@ -41,8 +41,16 @@ from rlm_engine.clients import LMClient
 from rlm_engine.clients.configured import make_clients
 from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT, RLMConfig, make_config
 from rlm_engine.resources import RunResources
-from rlm_engine.session import RLMSession, run
+from rlm_engine.session import RLMResult, RLMSession, run
 from rlm_integrations.langchain.client import model_name_of
+from rlm_integrations.langchain.conversations import (
+    STORE,
+    Signature,
+    Thread,
+    fingerprint,
+    signature,
+)
+from rlm_integrations.langchain.messages import message_text
 from rlm_integrations.langchain.options import RLMEngineOptions, generated_options
 from rlm_integrations.langchain.outcome import (
     answer_problem,
@@ -145,6 +153,10 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     max_output_retries: int = 2
     """Extra root turns to fix an answer that fails the schema or a required tool call."""
     max_query_chars: int = 4_000
+    conversations: bool = True
+    """Continue a conversation when a call's messages extend an earlier call's messages
+    and answer (same context, same ``configurable`` thread): the same REPL, its variables
+    and material, instead of starting over (:mod:`.conversations`)."""
 
     # extra="forbid": a misspelled option is an error, not a silently ignored keyword.
     model_config = ConfigDict(populate_by_name=True, protected_namespaces=(), extra="forbid")
@@ -427,6 +439,22 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
             changes["sub_backend_kwargs"] = {**(m.sub_backend_kwargs or {}), "callbacks": callbacks}
         return config.replace(**changes)
 
+    def _thread_keys(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+    ) -> tuple[Signature, str, str, str | None]:
+        """What a continuation must match: messages, context, configuration, thread."""
+        call = _CALL.get()
+        configurable = (call[0].get("configurable") if call else None) or {}
+        thread = configurable.get("thread_id") or configurable.get("session_id")
+        context = kwargs.get("context", self.context)
+        options = {k: repr(v) for k, v in self.engine_config().to_options().items()}
+        return (
+            signature(messages),
+            fingerprint(context if isinstance(context, str) else repr(context)),
+            fingerprint(options),
+            None if thread is None else str(thread),
+        )
+
     async def _arun(
         self,
         messages: list[BaseMessage],
@@ -437,6 +465,24 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
         writer: Callable[[Any], None] | None,
     ) -> AIMessage:
         request = rlm_request(messages, kwargs, self.context, self.max_query_chars)
+        keys = self._thread_keys(messages, kwargs) if self.conversations else None
+        claimed = STORE.claim(*keys) if keys else None
+        if claimed and not any(m.type == "human" for m in messages[len(claimed[1].transcript) :]):
+            # Only a new human turn continues a conversation; tool results of an agent
+            # loop are answered by a fresh run that sees the whole exchange (as before).
+            STORE.release(claimed[0], claimed[1].transcript)
+            claimed = None
+        if keys and claimed:
+            key, thread = claimed
+            try:
+                msg = await STORE.loop.arun(
+                    self._continue(thread, messages, kwargs, target, writer, stop)
+                )
+            except BaseException:
+                STORE.release(key, None)
+                raise
+            STORE.release(key, keys[0] + (("ai", message_text(msg)),))
+            return msg
         config = self._call_config(target, request)
         root_client, sub_client = reporting_clients(*make_clients(config), target)
         progress = progress_cls(target, writer)
@@ -448,12 +494,7 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
                 config, request.context, request.query, shared=shared, root_model=request.model
             )
             try:
-                result = await run(session)
-                for _ in range(self.max_output_retries):
-                    problem = answer_problem(result, request.schema, request.tool_calls)
-                    if problem is None or not continue_with(session, problem):
-                        break
-                    result = await run(session)
+                result = await self._run_with_retries(session, request)
             finally:
                 await session.close()
         finally:
@@ -461,10 +502,73 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
                 await shared.aclose()
             finally:
                 await progress.aclose()  # deliver every queued progress event
+        msg = self._message(result, request, root_client, stop)
+        if keys:  # a later call may continue this one (its REPL is rebuilt by replay then)
+            transcript = keys[0] + (("ai", message_text(msg)),)
+            STORE.remember_run(transcript, request.context, *keys[1:], session, result)
+        return msg
+
+    async def _run_with_retries(self, session: RLMSession, request: RLMRequest) -> RLMResult:
+        """The engine loop, continued while the answer fails the schema or a required call."""
+        result = await run(session)
+        for _ in range(self.max_output_retries):
+            problem = answer_problem(result, request.schema, request.tool_calls)
+            if problem is None or not continue_with(session, problem):
+                break
+            result = await run(session)
+        return result
+
+    def _message(
+        self,
+        result: RLMResult,
+        request: RLMRequest,
+        root_client: LMClient,
+        stop: list[str] | None,
+    ) -> AIMessage:
         stops = [*(self.stop or []), *(stop or [])]
         model = root_model_name(result.usage, request.model or root_client.model_name)
         usage = unreported_usage(result.usage, root_client)
         return to_message(result, model, request.schema, request.tool_calls, stops, usage)
+
+    async def _continue(
+        self,
+        thread: Thread,
+        messages: list[BaseMessage],
+        kwargs: dict[str, Any],
+        target: RunTarget | None,
+        writer: Callable[[Any], None] | None,
+        stop: list[str] | None,
+    ) -> AIMessage:
+        """The next turn of a remembered conversation (runs on the store's loop)."""
+        conv = await STORE.conversation_for(thread, self.engine_config())
+        new = messages[len(thread.transcript) :]
+        call_kwargs = {k: v for k, v in kwargs.items() if k != "context"}
+        request = rlm_request(new, call_kwargs, None, self.max_query_chars)
+        last_human = next((m for m in reversed(new) if m.type == "human"), None)
+        question = message_text(last_human) if last_human is not None else None
+        query = request.query
+        if request.context not in (None, "", question):
+            name = await conv.aadd_context(request.context)  # new material: context_1, ...
+            query = query or f"The task is stated in `{name}`; find it there and complete it."
+        config = self._call_config(target, request)
+        root_client, sub_client = reporting_clients(*make_clients(config), target)
+        progress = SyncProgress(target, writer)
+        try:
+            session = await conv.open_turn(
+                query, on_event=progress, clients=(root_client, sub_client)
+            )
+            session.root_model = request.model
+            try:
+                result = await self._run_with_retries(session, request)
+            except BaseException:
+                conv._active = None
+                raise
+            await conv.end_turn(session, result)
+        finally:
+            await root_client.aclose()
+            if sub_client is not root_client:
+                await sub_client.aclose()
+        return self._message(result, request, root_client, stop)
 
     # -- BaseChatModel hooks ----------------------------------------------------------------
     async def _agenerate(
