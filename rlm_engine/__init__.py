@@ -9,6 +9,7 @@ from rlm_engine.config import (
     RLMConfig,
     RunLimits,
 )
+from rlm_engine.conversation import Conversation
 from rlm_engine.environments import Environment, HostFunction
 from rlm_engine.logger import RLMLogger
 from rlm_engine.resources import RunResources
@@ -20,6 +21,7 @@ from rlm_engine.usage import Usage, UsageTotals
 __all__ = [
     "RLM",
     "CodeBlockResult",
+    "Conversation",
     "Environment",
     "History",
     "HostFunction",
