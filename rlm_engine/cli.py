@@ -1,5 +1,6 @@
-"""The ``rlm`` command: ``rlm run`` answers a query, ``rlm view`` renders a trace to HTML,
-``rlm bench`` runs the benchmark scripts of a checkout.
+"""The ``rlm`` command: ``rlm run`` answers a query, ``rlm chat`` holds a conversation
+(:mod:`rlm_engine.cli_chat`), ``rlm view`` renders a trace to HTML, ``rlm bench`` runs the
+benchmark scripts of a checkout.
 
 Exit codes are part of the interface so scripts can branch on them: 0 final answer, 2 no
 answer within the limits (iterations, budget, timeout), 1 error, 64 usage error, 130
@@ -454,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
+    from rlm_engine.cli_chat import add_chat_parser  # imports this module: not at the top
+
+    add_chat_parser(sub)
+
     view = sub.add_parser("view", help="render a .jsonl trace as one self-contained HTML file")
     view.add_argument(
         "trace", metavar="TRACE", help="a .jsonl trace, or a directory (newest trace)"
@@ -483,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if args.func is cmd_run:  # option values are usage errors, before any work
+    if args.command in ("run", "chat"):  # option values are usage errors, before any work
         try:
             args.options = options_from_args(args)
         except OptionError as e:
@@ -507,4 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m rlm_engine.cli``: run the imported module, not this ``__main__`` copy, so
+    # its classes (CLIError) are the ones rlm_engine.cli_chat raises.
+    from rlm_engine import cli
+
+    sys.exit(cli.main())
