@@ -18,6 +18,7 @@ import pytest
 from rlm_engine.cli import build_parser
 from rlm_engine.scripted import ScriptedModel, ScriptedServer
 from rlm_engine.scripted.faults import Fault
+from rlm_engine.scripted.policy import query_text
 
 DOC = "\n".join(f"record {i}: value={i * 7}" for i in range(40)) + "\n"
 CHUNKS = -(-len(DOC) // 300)  # the sub-calls turn 1 makes
@@ -34,7 +35,7 @@ def script(model: ScriptedModel) -> None:
     """Turn 1 makes `notes` with sub-calls; turn 2 reads it; "Thanks!" is answered at once."""
 
     def when(text: str):
-        return lambda r: r.is_rlm_root and text in r.first_user
+        return lambda r: r.is_rlm_root and text in query_text(r.first_user)  # not the digest
 
     model.add_rule(when("How many notes"), [TURN_1, "FINAL_VAR(count_text)"])
     model.add_rule(when("first note"), [TURN_2, "FINAL_VAR(first)"])
