@@ -101,9 +101,13 @@ class Conversation:
         context: Any = None,
         *,
         on_event: EventHandler | None = None,
+        history_variable: str = HISTORY_VARIABLE,
     ) -> None:
         self.config = config
         self.on_event = on_event
+        #: The REPL list of earlier turns; another name when ``history`` is the caller's
+        #: (a DSPy signature's ``history: dspy.History`` input).
+        self.history_variable = history_variable
         self.contexts: list[ContextEntry] = []
         self.turns: list[Turn] = []
         self._initial, _ = prepare_input(context, None, require_material=False)
@@ -225,7 +229,7 @@ class Conversation:
         try:
             result = await run(session)
         except BaseException:
-            self._active = None
+            self.abandon_turn(session)
             raise
         await self.end_turn(session, result)
         return result
@@ -266,7 +270,7 @@ class Conversation:
             raise RuntimeError("end_turn() takes the session of the running turn.")
         self._active = None
         after = await session.env.list_variables()
-        made = [v for v in after if v not in self._before and v != HISTORY_VARIABLE]
+        made = [v for v in after if v not in self._before and v != self.history_variable]
         usage = result.usage.to_dict()
         usage.pop("records", None)
         turn = Turn(
@@ -278,8 +282,14 @@ class Conversation:
             usage,
         )
         self.turns.append(turn)
-        await self._put(session.env, HISTORY_VARIABLE, self._history())
+        await self._put(session.env, self.history_variable, self._history())
         return turn
+
+    def abandon_turn(self, session: RLMSession) -> None:
+        """Drop a turn whose run raised (cancelled, interrupted): no turn is recorded, the
+        REPL keeps what its cells made, and the next :meth:`open_turn` may start."""
+        if session is self._active:
+            self._active = None
 
     def send(self, query: str, context: Any = None, *, name: str | None = None) -> RLMResult:
         """Sync form of :meth:`asend`; works inside a running event loop too."""
@@ -322,7 +332,7 @@ class Conversation:
         if main is not None and not self.turns and len(self.contexts) == 1:
             first_user = prompts.first_user_message(info, query)  # a first turn is a run
         else:
-            first_user = turn_message(self.contexts, self.turns, query)
+            first_user = turn_message(self.contexts, self.turns, query, self.history_variable)
         return RLMState(query=query, context_info=info, system=system, first_user=first_user)
 
     def _history(self) -> list[dict[str, Any]]:
@@ -431,7 +441,7 @@ class Conversation:
             finally:
                 self._active = None
             self.turns.append(turn)
-            await self._put(self._env, HISTORY_VARIABLE, self._history())
+            await self._put(self._env, self.history_variable, self._history())
 
     @classmethod
     def restore(
@@ -473,7 +483,12 @@ def _next_name(taken: set[str]) -> str:
     return next(f"context_{i}" for i in itertools.count(1) if f"context_{i}" not in taken)
 
 
-def turn_message(contexts: list[ContextEntry], turns: list[Turn], query: str | None) -> str:
+def turn_message(
+    contexts: list[ContextEntry],
+    turns: list[Turn],
+    query: str | None,
+    history_variable: str = HISTORY_VARIABLE,
+) -> str:
     """The opening message of a later turn: what the REPL holds, what was asked and
     answered before, and the new query - without forcing another look at the material."""
     if turns:
@@ -488,7 +503,7 @@ def turn_message(contexts: list[ContextEntry], turns: list[Turn], query: str | N
     if turns:
         lines.append("")
         lines.append(
-            f"Earlier turns (their full transcripts are in the REPL list `{HISTORY_VARIABLE}`):"
+            f"Earlier turns (their full transcripts are in the REPL list `{history_variable}`):"
         )
         for i, t in enumerate(turns, 1):
             answer = (t.answer or f"(no answer: {t.status})")[:_ANSWER_KEEP]

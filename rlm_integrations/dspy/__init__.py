@@ -1,5 +1,6 @@
-"""DSPy integration: ``RLMModule`` (an optimizable RLM program) and a ``CodeInterpreter``
-adapter that runs ``dspy.RLM`` / ``CodeAct`` / ``ProgramOfThought`` code in our environments.
+"""DSPy integration: ``RLMModule`` (an optimizable RLM program; ``module.conversation()``
+gives an ``RLMConversation`` whose calls share one REPL) and a ``CodeInterpreter`` adapter
+that runs ``dspy.RLM`` / ``CodeAct`` / ``ProgramOfThought`` code in our environments.
 """
 
 try:
@@ -9,6 +10,7 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
         "rlm_integrations.dspy needs DSPy: pip install 'rlm-integrations[dspy]'"
     ) from e
 
+from rlm_integrations.dspy.conversation import RLMConversation
 from rlm_integrations.dspy.interpreter import EngineInterpreter, EngineInterpreterFactory
 from rlm_integrations.dspy.lm_client import DSPyLMClient
 from rlm_integrations.dspy.module import RLMModule, RLMRunError
@@ -18,6 +20,7 @@ __all__ = [
     "DSPyLMClient",
     "EngineInterpreter",
     "EngineInterpreterFactory",
+    "RLMConversation",
     "RLMModule",
     "RLMRunError",
     "SubmissionError",

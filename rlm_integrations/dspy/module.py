@@ -2,7 +2,10 @@
 
 Each call builds the engine pieces from scratch (clients, REPL, session) and drops them at
 the end, so the module holds only predictors and plain settings: optimizers can deep-copy
-it, run copies on threads, and save/load it like any DSPy program.
+it, run copies on threads, and save/load it like any DSPy program. Calls that should share
+one REPL go through a conversation (``module.conversation()``, or ``conversation=True``),
+which lives beside the module's state and is never copied with it
+(:mod:`rlm_integrations.dspy.conversation`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from rlm_engine.environments import HostFunction
 from rlm_engine.logger import RLMLogger
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
+from rlm_integrations.dspy.conversation import CALLING, HeldConversation, RLMConversation
 from rlm_integrations.dspy.demos import DEFAULT_MAX_DEMO_CHARS, DemoBoundedPredict
+from rlm_integrations.dspy.history import history_fields, history_messages
 from rlm_integrations.dspy.lm_client import dspy_scope, settings_snapshot
 from rlm_integrations.dspy.outputs import (
     SubmissionError,
@@ -90,6 +95,15 @@ class RLMModule(dspy.Module):
 
     LMs are read at call time: the root uses ``root.lm`` or ``dspy.settings.lm``; sub-calls
     use ``sub_lm`` if given, else the same LM.
+
+    A ``dspy.History`` input field holds the earlier turns of a chat: its messages are a
+    REPL list of dicts under the field's name and are listed compactly (each field
+    clipped) in the root's ``variables_info``; it may be omitted for a first turn.
+
+    Each call starts a fresh REPL. ``module.conversation()`` returns a conversation whose
+    calls share one REPL (variables of earlier calls stay; each call's inputs are put in
+    again under their names); ``conversation=True`` makes the module's own calls one such
+    conversation (``reset_conversation()`` ends it). Copies of the module start without one.
     """
 
     def __init__(
@@ -102,6 +116,7 @@ class RLMModule(dspy.Module):
         pricing: Any = None,
         log_dir: str | None = None,
         max_demo_chars: int = DEFAULT_MAX_DEMO_CHARS,
+        conversation: bool = False,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -127,16 +142,49 @@ class RLMModule(dspy.Module):
         )
         self.sub_query = DemoBoundedPredict(sub_signature(), **bound)
         self.extract = DemoBoundedPredict(extract_signature(self.signature), **bound)
+        self.holds_conversation = conversation
+        self._held = HeldConversation()
 
     # -- public interface -----------------------------------------------------------------
     def forward(self, **inputs: Any) -> dspy.Prediction:
+        conversation = self._conversation_of_call()
+        if conversation is not None:
+            return conversation.run_turn(inputs)
         return run_sync(self._arun(inputs))
 
     async def aforward(self, **inputs: Any) -> dspy.Prediction:
+        conversation = self._conversation_of_call()
+        if conversation is not None:
+            return await conversation.arun_turn(inputs)
         return await self._arun(inputs)
 
+    def conversation(self) -> RLMConversation:
+        """A conversation: its calls (``conv(**inputs)``, ``await conv.acall(...)``) share
+        one REPL, so variables of earlier calls are there for later ones. Close it (or use
+        it as a context manager) to end the REPL. The module itself is unchanged."""
+        return RLMConversation(self)
+
+    def reset_conversation(self) -> None:
+        """End the conversation ``conversation=True`` holds; the next call starts anew."""
+        self._held.reset()
+
+    def _conversation_of_call(self) -> RLMConversation | None:
+        """The conversation this call belongs to: the one calling (``conv(...)``), else the
+        held one (``conversation=True``), else none (a fresh REPL)."""
+        calling = CALLING.get()
+        if calling is not None and calling.module is self:
+            CALLING.set(None)  # calls nested in this one (a tool's) are not its turns
+            return calling
+        if getattr(self, "holds_conversation", False):
+            return self._held.get(self)
+        return None
+
     # -- one call --------------------------------------------------------------------------
-    def _check_inputs(self, inputs: dict[str, Any]) -> None:
+    def _repl_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The call's inputs checked and as the REPL gets them, in signature order: a
+        ``dspy.History`` (which may be left out) becomes its plain list of messages."""
+        histories = history_fields(self.signature)
+        inputs = {**dict.fromkeys(histories), **inputs}
         expected = set(self.signature.input_fields)
         missing = sorted(expected - set(inputs))
         unexpected = sorted(set(inputs) - expected)
@@ -145,15 +193,21 @@ class RLMModule(dspy.Module):
                 f"RLMModule{tuple(self.signature.input_fields)} got missing inputs {missing} "
                 f"and unexpected inputs {unexpected}."
             )
+        return {
+            name: history_messages(name, inputs[name]) if name in histories else inputs[name]
+            for name in self.signature.input_fields
+        }
 
-    def _config(self, submit: HostFunction, snapshot: Any) -> RLMConfig:
-        """This call's configuration: SUBMIT and the user's tools as REPL functions, the
-        set-up that defines the inputs (re-run if an isolated worker restarts, so inputs
-        and SUBMIT never vanish), and feedback that tells the root to finish with SUBMIT."""
-        tools = {SUBMIT_TOOL: submit}
+    def _config(self, snapshot_of: Callable[[], Any], *, bind_inputs: bool = True) -> RLMConfig:
+        """The run's configuration: SUBMIT and the user's tools as REPL functions (called
+        with the DSPy settings ``snapshot_of()`` gives), the set-up that defines the inputs
+        (re-run if an isolated worker restarts, so inputs and SUBMIT never vanish; a
+        conversation puts the inputs in itself), and feedback that tells the root to
+        finish with SUBMIT."""
+        tools = {SUBMIT_TOOL: _submit_tool(self.signature)}
         for name, tool in self.tools.items():
-            tools[name] = HostFunction(name, _host_tool(tool, snapshot), tool.desc or "")
-        setup = setup_code(list(self.signature.input_fields))
+            tools[name] = HostFunction(name, _host_tool(tool, snapshot_of), tool.desc or "")
+        setup = setup_code(list(self.signature.input_fields) if bind_inputs else None)
         user_setup = self.config.repl.repl_setup
         changes: dict[str, Any] = {
             "tools": {**self.config.repl.tools, **tools},
@@ -165,15 +219,18 @@ class RLMModule(dspy.Module):
             changes["logger"] = RLMLogger(self.log_dir)
         return self.config.replace(**changes)
 
-    def _turn_setup(self, inputs: dict[str, Any]) -> TurnSetup:
+    def _turn_setup(self, values: dict[str, Any], note: str = "") -> TurnSetup:
+        """What every root turn of the call reads besides its history: the inputs (and,
+        in a conversation, ``note`` on the earlier calls), limits and environment."""
         descs = {}
         for name, info in self.signature.input_fields.items():
             desc = (info.json_schema_extra or {}).get("desc", "")
             if desc and desc != f"${{{name}}}":
                 descs[name] = desc
+        info = describe_inputs(values, descs, history_fields(self.signature))
         run = self.config.run
         return TurnSetup(
-            variables_info=describe_inputs(inputs, descs),
+            variables_info=f"{info}\n\n{note}" if note else info,
             max_iterations=run.max_iterations,
             runtime_note=runtime_note(
                 max_iterations=run.max_iterations,
@@ -183,27 +240,34 @@ class RLMModule(dspy.Module):
             ),
         )
 
-    async def _arun(self, inputs: dict[str, Any]) -> dspy.Prediction:
-        """One call: fresh clients and REPL, the engine's loop, typed outputs."""
-        self._check_inputs(inputs)
-        snapshot = settings_snapshot()
-        config = self._config(_submit_tool(self.signature), snapshot)
+    def _clients(
+        self, values: dict[str, Any], snapshot: Any, note: str = ""
+    ) -> tuple[RootTurnClient, SubCallClient]:
+        """One call's root and sub-call clients: the module's predictors as they are now."""
         root = RootTurnClient(
             self.root,
             self.extract,
             self.signature,
-            self._turn_setup(inputs),
+            self._turn_setup(values, note),
             snapshot=snapshot,
             pricing=self.pricing,
         )
         sub = SubCallClient(self.sub_query, self.sub_lm, snapshot=snapshot, pricing=self.pricing)
+        return root, sub
+
+    async def _arun(self, inputs: dict[str, Any]) -> dspy.Prediction:
+        """One call: fresh clients and REPL, the engine's loop, typed outputs."""
+        values = self._repl_inputs(inputs)
+        snapshot = settings_snapshot()
+        config = self._config(lambda: snapshot)
+        root, sub = self._clients(values, snapshot)
         shared = RunResources(config, root_client=root, sub_client=sub)
         query = (
             f"Produce {', '.join(self.signature.output_fields)} from the inputs "
             f"{', '.join(self.signature.input_fields)} (RLMModule)."
         )
         try:
-            session = await RLMSession.open(config, dict(inputs), query, shared=shared)
+            session = await RLMSession.open(config, values, query, shared=shared)
         except RuntimeError as e:
             await shared.aclose()
             raise RuntimeError(f"RLMModule could not prepare the REPL: {e}") from e
@@ -294,8 +358,9 @@ def _tools_doc(tools: dict[str, Tool]) -> str:
     return "\n".join(lines)
 
 
-def _host_tool(tool: Tool, snapshot: Any) -> Callable[..., Any]:
-    """A user tool as an engine host function: positional args mapped onto its parameters."""
+def _host_tool(tool: Tool, snapshot_of: Callable[[], Any]) -> Callable[..., Any]:
+    """A user tool as an engine host function: positional args mapped onto its parameters,
+    run under the DSPy settings of the call in progress (``snapshot_of()``)."""
     names = list(tool.args or {})
 
     async def call(*args: Any, **kwargs: Any) -> Any:
@@ -306,8 +371,10 @@ def _host_tool(tool: Tool, snapshot: Any) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004 - async callable objects
         ):
-            with dspy_scope(snapshot):
+            with dspy_scope(snapshot_of()):
                 return await tool.acall(**kwargs)
+
+        snapshot = snapshot_of()
 
         def sync_call() -> Any:
             with dspy_scope(snapshot):

@@ -1,7 +1,8 @@
 """The setup cell RLMModule runs in a fresh REPL before the first root turn.
 
 The engine's REPL holds one ``context``; RLMModule passes the dict of signature inputs as
-that context and this cell binds every input field to its own variable. It also defines
+that context and this cell binds every input field to its own variable (a conversation
+instead puts each call's inputs in the REPL by name, so its cell binds none). It also defines
 ``SUBMIT`` and wraps ``FINAL`` / ``FINAL_VAR`` so every way of finishing goes through the
 host-side type check (``SUBMIT_TOOL``) first: a rejected value raises in the REPL, the root
 LM sees the error and the run goes on.
@@ -12,13 +13,16 @@ from __future__ import annotations
 SUBMIT_TOOL = "__rlm_submit__"
 
 
-def setup_code(input_names: list[str]) -> str:
-    """Python source of the setup cell; works in every environment (stdlib only)."""
-    binds = "\n".join(f"{name} = __rlm_inputs[{name!r}]" for name in input_names)
+def setup_code(input_names: list[str] | None) -> str:
+    """Python source of the setup cell; works in every environment (stdlib only).
+    ``None``: bind no inputs (a conversation puts them in the REPL itself)."""
+    binds = ""
+    if input_names is not None:
+        binds = "__rlm_inputs = context\n" + "".join(
+            f"{name} = __rlm_inputs[{name!r}]\n" for name in input_names
+        )
     return f"""\
-__rlm_inputs = context
-{binds}
-__rlm_final = FINAL
+{binds}__rlm_final = FINAL
 
 
 def __rlm_finish(args, kwargs):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 from rlm_engine.types import Iteration
+from rlm_integrations.dspy.history import describe_history
 
 PREVIEW_CHARS = 400
 OUTPUT_CHARS = 8_000
@@ -47,8 +49,17 @@ def describe_value(name: str, value: Any, desc: str = "") -> str:
     return "\n".join(lines)
 
 
-def describe_inputs(inputs: dict[str, Any], descs: dict[str, str]) -> str:
-    return "\n".join(describe_value(n, v, descs.get(n, "")) for n, v in inputs.items())
+def describe_inputs(
+    inputs: dict[str, Any], descs: dict[str, str], histories: Collection[str] = ()
+) -> str:
+    """``variables_info``: every input described; ``histories`` name the ``dspy.History``
+    inputs (their values already the plain message lists), listed turn by turn."""
+    return "\n".join(
+        describe_history(n, v, descs.get(n, ""))
+        if n in histories
+        else describe_value(n, v, descs.get(n, ""))
+        for n, v in inputs.items()
+    )
 
 
 def _clip(text: str, limit: int = OUTPUT_CHARS) -> str:
