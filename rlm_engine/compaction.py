@@ -191,6 +191,12 @@ async def call_root(session: RLMSession) -> LMResponse:
     that the prompt is too long (an estimate is only an estimate), compacts harder and
     retries once. Any other failure is raised as it came.
     """
+    if session.root_client.builds_own_prompt:  # its prompt is not this history
+        return await session.root_client.acomplete(
+            session.state.messages(),
+            model=session.root_model,
+            timeout=session.shared.budget.clamp(session.config.reply.timeout),
+        )
     if over_threshold(session, session.state.messages()) and compactable(session):
         await compact(session)
     for attempt in range(_OVERFLOW_RETRIES + 1):

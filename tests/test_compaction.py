@@ -108,3 +108,22 @@ def test_no_compaction_while_the_history_fits(
     assert res.response == "2"
     assert not [e for e in events if e["event"] == "compaction"]
     assert not any(COMPACTION_REQUEST in (r.last_user or "") for r in scripted_server.stats.log)
+
+
+def test_a_root_that_builds_its_own_prompt_is_never_compacted(
+    scripted_model: ScriptedModel, scripted_server: ScriptedServer
+) -> None:
+    """DSPy's predictor root formats its own prompt; a summary request would be a wasted
+    root call answered with code."""
+    from rlm_engine.clients.configured import make_clients
+
+    script_long_run(scripted_model)
+    rlm = rlm_for(scripted_server, "openai", root_context_window=WINDOW)
+    root, _ = make_clients(rlm.config)
+    root.builds_own_prompt = True  # type: ignore[misc]
+    events: list[dict[str, Any]] = []
+    res = RLM(rlm.config.replace(backend=root)).completion(
+        "some context", "Sum the steps.", on_event=events.append
+    )
+    assert res.status == "final"
+    assert not [e for e in events if e["event"] == "compaction"]

@@ -190,6 +190,10 @@ class LMClient(ABC):
     model_name: str = "unknown"
     #: Characters the model can read in one prompt; tells the root LM how big chunks may be.
     context_chars: int = 400_000
+    #: True for a root client that builds its own prompt from the session instead of
+    #: sending the engine's message history (DSPy's predictor root): window compaction
+    #: then leaves it alone, since the history is not what it sends.
+    builds_own_prompt: bool = False
 
     @abstractmethod
     async def acomplete(

@@ -46,6 +46,9 @@ class TurnSetup:
 class RootTurnClient(LMClient):
     """The root LM of one RLMModule call: a DSPy predictor instead of a chat completion."""
 
+    #: The predictor's prompt is its signature and the REPL history it formats itself.
+    builds_own_prompt = True
+
     def __init__(
         self,
         root: dspy.Predict,
