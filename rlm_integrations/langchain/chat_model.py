@@ -561,7 +561,7 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
             try:
                 result = await self._run_with_retries(session, request)
             except BaseException:
-                conv._active = None
+                conv.abandon_turn(session)
                 raise
             await conv.end_turn(session, result)
         finally:
