@@ -241,6 +241,7 @@ class Chat:
         self.conv: Conversation | None = None
         self.saved_turns = 0  # turns in the last file written
         self.tty = sys.stdin is not None and sys.stdin.isatty()
+        self.in_turn = False  # a Ctrl-C now interrupts a turn, whose trace it ends
 
     # -- life cycle ---------------------------------------------------------------------
     def run(self, saved: dict[str, Any] | None) -> int:
@@ -252,6 +253,8 @@ class Chat:
                 try:
                     line = input("> " if self.tty else "")
                 except EOFError:
+                    if self.tty:
+                        print()  # end the prompt's line
                     self._goodbye()
                     return EXIT_OK
                 line = line.strip()
@@ -311,7 +314,7 @@ class Chat:
             _say(f"{unsaved} turn(s) not saved (/save FILE keeps a conversation for --resume)")
 
     def _trace_note(self) -> str:
-        path = getattr(self.config.observe.logger, "last_path", None)
+        path = getattr(self.config.observe.logger, "last_path", None) if self.in_turn else None
         return f"; the trace is {path} (open it with: rlm view {path} --open)" if path else ""
 
     # -- commands -----------------------------------------------------------------------
@@ -362,14 +365,17 @@ class Chat:
         if show:
             handlers.append(progress)
         first = not self.conv.turns and not self.args.quiet
+        self.in_turn = True
         try:
             with progress if show else contextlib.nullcontext():
                 res = self.loop.run(self._drive(query, handlers, recorder, first))
         except TurnCrashed:
             raise
         except ValueError as e:  # refused before the turn started (e.g. an empty query)
+            self.in_turn = False
             _say(f"error: {e}")
             return
+        self.in_turn = False
         self._show(res)
         if self.args.save:
             with _reported():

@@ -221,6 +221,7 @@ def test_ctrl_c_during_a_turn_exits_130_and_save_kept_the_finished_turns(
     traces = sorted(logs.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
     last = [json.loads(line) for line in traces[-1].read_text().splitlines()][-1]
     assert last["type"] == "result" and last["status"] == "interrupted"
+    assert f"the trace is {traces[-1]}" in err
 
 
 def test_ctrl_c_at_the_prompt_exits_130(
