@@ -29,6 +29,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -226,10 +227,6 @@ def turn_line(number: int, res: RLMResult, conversation: UsageTotals, turns: int
 # ----------------------------------------------------------------------------- the chat
 
 
-class TurnCrashed(CLIError):
-    """A turn raised instead of returning a result: the conversation cannot go on."""
-
-
 class Chat:
     """One ``rlm chat`` session: the conversation, its loop and what the user typed."""
 
@@ -369,11 +366,15 @@ class Chat:
         try:
             with progress if show else contextlib.nullcontext():
                 res = self.loop.run(self._drive(query, handlers, recorder, first))
-        except TurnCrashed:
-            raise
-        except ValueError as e:  # refused before the turn started (e.g. an empty query)
+        except Exception as e:  # a failed turn is a result; this is a refusal or a crash
             self.in_turn = False
-            _say(f"error: {e}")
+            if getattr(self.args, "debug", False):
+                traceback.print_exc()
+            message = " ".join(str(e).split()) or type(e).__name__
+            _say(
+                f"error: {type(e).__name__}: {message} (the turn was dropped; the REPL and "
+                "earlier turns are kept)"
+            )
             return
         self.in_turn = False
         self._show(res)
@@ -404,12 +405,12 @@ class Chat:
             _say_estimate(session, self.config.run)
         try:
             result = await run(session)
-        except asyncio.CancelledError:
-            if self.config.observe.logger is not None:
-                self.config.observe.logger.log_interrupted(session, recorder.partial())
+        except BaseException as e:
+            self.conv.abandon_turn(session)  # not recorded; the next turn may start
+            logger = self.config.observe.logger
+            if isinstance(e, asyncio.CancelledError) and logger is not None:
+                logger.log_interrupted(session, recorder.partial())
             raise
-        except Exception as e:  # not a failed turn (that is a result): the engine broke
-            raise TurnCrashed(f"{type(e).__name__}: {e}") from e
         await self.conv.end_turn(session, result)
         return result
 

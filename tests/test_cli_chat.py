@@ -297,3 +297,40 @@ def test_every_engine_option_is_a_chat_flag_from_the_same_generator() -> None:
     assert config.run.max_iterations == 7
     assert config.history.prompt_caching is False
     assert config.history.root_context_window == 9000
+
+
+def test_a_turn_that_raises_is_dropped_and_the_chat_goes_on(
+    scripted_model: ScriptedModel,
+    scripted_server: ScriptedServer,
+    doc: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Not a failed turn (that is a result with status error) but an exception out of the
+    loop: the turn is abandoned, said on one line, and the next question still works."""
+    import io
+
+    from rlm_engine import session
+    from rlm_engine.cli import main
+
+    script(scripted_model)
+    real_run, failures = session.run, [RuntimeError("the REPL went away")]
+
+    async def run_once_broken(s):
+        if failures:
+            raise failures.pop()
+        return await real_run(s)
+
+    monkeypatch.setattr(session, "run", run_once_broken)
+    monkeypatch.setenv("RLM_TEST_KEY", "sk-test")
+    questions = "How many notes are there?\n" * 2 + "What does the first note start with?\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(questions))
+    code = main(["chat", "-c", str(doc), *server_flags(scripted_server), "-e", "local"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert (
+        "rlm: error: RuntimeError: the REPL went away (the turn was dropped; the REPL and "
+        "earlier turns are kept)"
+    ) in err
+    assert out.splitlines() == [str(CHUNKS), "Scripted answer: Sum"]
+    assert [line.split(": final")[0] for line in turn_lines(err)] == ["rlm: turn 1", "rlm: turn 2"]
