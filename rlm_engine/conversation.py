@@ -77,6 +77,20 @@ class Turn:
         }
 
     @classmethod
+    def from_run(cls, session: RLMSession, result: RLMResult, variables: list[str]) -> Turn:
+        """A finished run as a turn: its digest, usage, and state as kept for replay."""
+        usage = result.usage.to_dict()
+        usage.pop("records", None)
+        return cls(
+            session.state.query,
+            result.answer,
+            result.status,
+            variables,
+            stored_state(session.state),
+            usage,
+        )
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Turn:
         return cls(
             d.get("query"),
@@ -271,16 +285,7 @@ class Conversation:
         self._active = None
         after = await session.env.list_variables()
         made = [v for v in after if v not in self._before and v != self.history_variable]
-        usage = result.usage.to_dict()
-        usage.pop("records", None)
-        turn = Turn(
-            session.state.query,
-            result.answer,
-            result.status,
-            made,
-            stored_state(session.state),
-            usage,
-        )
+        turn = Turn.from_run(session, result, made)
         self.turns.append(turn)
         await self._put(session.env, self.history_variable, self._history())
         return turn

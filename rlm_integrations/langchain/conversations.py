@@ -35,7 +35,7 @@ from langchain_core.messages import BaseMessage
 from rlm_engine import prompts
 from rlm_engine.aio import LoopThread
 from rlm_engine.config import RLMConfig
-from rlm_engine.conversation import Conversation, Turn, stored_state
+from rlm_engine.conversation import Conversation, Turn
 from rlm_engine.session import RLMSession
 from rlm_engine.state import RLMResult
 from rlm_integrations.langchain.messages import message_text
@@ -134,16 +134,7 @@ class ConversationStore:
         result: RLMResult,
     ) -> None:
         """Remember a one-off call as a conversation that a later call may continue."""
-        usage = result.usage.to_dict()
-        usage.pop("records", None)
-        turn = Turn(
-            session.state.query,
-            result.answer,
-            result.status,
-            [],
-            stored_state(session.state),
-            usage,
-        )
+        turn = Turn.from_run(session, result, [])
         thread = Thread(transcript, context, context_sha, config_sha, thread_id, [turn])
         with self._lock:
             self._threads[next(self._ids)] = thread
