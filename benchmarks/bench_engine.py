@@ -50,7 +50,12 @@ def bench_overhead(iterations: int = 200) -> list[tuple[str, str, str]]:
     # In-process scripted backend: no network at all, so this is the engine's own time.
     model = ScriptedModel()
     _iteration_script(model, iterations)
-    rlm = RLM(backend="scripted", backend_kwargs={"model": model}, max_iterations=iterations + 1)
+    rlm = RLM(
+        backend="scripted",
+        backend_kwargs={"model": model},
+        max_iterations=iterations + 1,
+        environment="local",  # the engine's own time; environments: bench_environments.py
+    )
     _, per_it, n = _timed_iterations(rlm)
     rows.append(
         (
@@ -70,11 +75,13 @@ def bench_overhead(iterations: int = 200) -> list[tuple[str, str, str]]:
         rtt = (time.perf_counter() - t) / 200
         _iteration_script(server.model, iterations)
         kw = {"model_name": "scripted-root", "base_url": server.base_url, "api_key": "x"}
-        rlm = RLM(backend="openai", backend_kwargs=kw, max_iterations=iterations + 1)
+        rlm = RLM(
+            backend="openai", backend_kwargs=kw, max_iterations=iterations + 1, environment="local"
+        )
         startup, per_it_http, n = _timed_iterations(rlm)
         server.model.clear_rules()
         server.model.add_rule(lambda r: r.is_rlm_root, "FINAL(done)")
-        short = RLM(backend="openai", backend_kwargs=kw)
+        short = RLM(backend="openai", backend_kwargs=kw, environment="local")
         short.completion("context", "q")
         t = time.perf_counter()
         for _ in range(50):
@@ -100,7 +107,7 @@ def bench_overhead(iterations: int = 200) -> list[tuple[str, str, str]]:
     )
     rows.append(
         (
-            "whole 1-iteration completion, warm process (clients, REPL, call)",
+            "whole 1-iteration completion, warm process, local (the default: see environments)",
             f"{warm * 1e3:.1f} ms",
             "-",
         )

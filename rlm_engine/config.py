@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_engine.environments import HostFunction
+from rlm_engine.environments import HostFunction, validate_environment
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -159,7 +159,10 @@ class Repl:
     """Where model-written code runs, and what the root LM is told about it."""
 
     environment: Any = option(
-        "local", "where generated code runs: local, subprocess, sandbox, docker or an Environment"
+        "auto",
+        "where generated code runs: auto (the strongest isolation that works here: sandbox, "
+        "else subprocess), local (in this process; trusted documents only), subprocess, "
+        "sandbox, docker, or an Environment",
     )
     environment_kwargs: dict[str, Any] | None = option(None, "options of the environment")
     max_output_chars: int = option(
@@ -182,6 +185,7 @@ class Repl:
 
     def __post_init__(self) -> None:
         _at_least("max_output_chars", self.max_output_chars, 1)
+        validate_environment(self.environment, self.environment_kwargs)  # names and types
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,9 @@ class RLMSession:
                 first_user=prompts.first_user_message(info, query),
                 depth=depth,
             )
-        env = make_environment(config.repl.environment, config.repl.environment_kwargs)
+        env = make_environment(
+            config.repl.environment, config.repl.environment_kwargs, verbose=config.observe.verbose
+        )
         session = cls(config, shared, state, env, root_client=root_client, root_model=root_model)
         try:
             setup = config.repl.repl_setup if depth == 0 else None  # children hold other contexts
@@ -166,7 +168,12 @@ class RLMSession:
             st.status = "budget"
             st.error = f"Budget exhausted before the next root call ({reason})."
             return None
-        self.shared.emit("iteration_start", depth=self.depth, iteration=st.iteration + 1)
+        self.shared.emit(
+            "iteration_start",
+            depth=self.depth,
+            iteration=st.iteration + 1,
+            environment=self.env.name,  # where this turn's code will run
+        )
         started = time.perf_counter()
         try:
             resp = await call_root(self)  # compacts the history when it nears the window
@@ -342,6 +349,7 @@ class RLMSession:
             query=st.query,
             context_info=st.context_info,
             warnings=subcall_warnings(st.iterations),
+            environment=self.env.name,
         )
         if self.depth == 0 and self.shared.logger is not None:
             self.shared.logger.log_result(result)

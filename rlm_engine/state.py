@@ -87,6 +87,9 @@ class RLMResult:
     query: str | None = None
     context_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Where the generated code ran ("sandbox", "subprocess", "local", ...): the default
+    #: "auto" resolved to what this machine has.
+    environment: str = ""
 
     @property
     def answer(self) -> str | None:
@@ -103,6 +106,7 @@ class RLMResult:
             "partial_answer": self.partial_answer,
             "error": self.error,
             "warnings": list(self.warnings),
+            "environment": self.environment,
             "duration": self.duration,
             "iterations": len(self.iterations),
             "usage": usage,

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,8 +20,15 @@ import pytest
 from env_support import Factory, environments, require_env
 
 from rlm_engine import RLM
-from rlm_engine.environments import Environment, HostFunction, protocol
+from rlm_engine.environments import (
+    Environment,
+    HostFunction,
+    bootstrap,
+    make_environment,
+    protocol,
+)
 from rlm_engine.environments.isolation import processes_of_uid
+from rlm_engine.environments.process_worker import ProcessWorkerEnvironment
 from rlm_engine.environments.worker_env import WorkerEnvironment
 
 ALL = ["local", "subprocess", "sandbox", "docker"]
@@ -250,6 +260,28 @@ def test_protocol_frames_round_trip_and_reject_garbage() -> None:
         protocol.decode_body(b'["no op"]')
 
 
+def test_bootstrap_compiles_the_sources_when_the_bytecode_is_not_for_its_python() -> None:
+    body = json.loads(bootstrap.bundle_frame()[protocol.HEADER.size :])
+    body["tag"] = "other-interpreter-0.0"
+    body["code"] = {name: "not bytecode" for name in body["code"]}  # must not be touched
+    data = json.dumps(body).encode()
+    proc = subprocess.Popen(
+        bootstrap.worker_command(sys.executable),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(protocol.HEADER.pack(len(data)) + data)
+        proc.stdin.flush()
+        hello = protocol.read_frame(proc.stdout)  # type: ignore[arg-type]
+    finally:
+        proc.stdin.close()  # the worker exits at the end of its channel
+        proc.wait(30)
+    assert hello is not None and hello["op"] == "hello"
+
+
 @every(ISOLATED)
 async def test_stdin_is_not_the_protocol_channel(make_env: Factory) -> None:
     env = await make_env("ctx")
@@ -436,3 +468,120 @@ async def test_setup_cell_runs_again_after_a_worker_restart(make_env: Factory) -
 async def test_failing_setup_cell_fails_start(make_env: Factory) -> None:
     with pytest.raises(Exception, match="ZeroDivisionError"):
         await make_env("x", setup="y = 1 / 0")
+
+
+# -- disk: the work dir's total size is bounded (disk_mb) ----------------------------------
+
+FILL = "for i in range(64):\n    open(f'f{i}', 'wb').write(b'x' * 2**20)"  # 64 MB in 1 MB files
+WORK_DIR_BYTES = "import os\nprint(sum(os.path.getsize(f) for f in os.listdir('.')))"
+
+
+@every(ISOLATED)
+async def test_disk_limit_stops_filling_the_work_dir_and_says_so(make_env: Factory) -> None:
+    env = await make_env("ctx", disk_mb=8, **PATIENT)
+    await env.execute("kept = 'yes'")
+    r = await env.execute(FILL, timeout=60)
+    assert "disk_mb=8" in (r.error or "") and not r.crashed and not r.timed_out
+    after = await env.execute(WORK_DIR_BYTES)
+    assert int(after.stdout) <= 8 * 2**20  # never more than the limit stays behind
+    assert (await env.execute("print(kept, context)")).stdout == "yes ctx\n"
+
+
+@every(ISOLATED)
+async def test_one_file_cannot_outgrow_the_disk_limit(make_env: Factory) -> None:
+    env = await make_env("ctx", disk_mb=8)
+    r = await env.execute("open('big', 'wb').write(b'x' * 20 * 2**20)")
+    assert "[Errno 27] File too large" in (r.error or "")
+    assert "no file may exceed 8 MB here" in (r.error or "")
+
+
+@every(["subprocess"])
+async def test_host_measured_disk_limit_stops_an_endless_writer(make_env: Factory) -> None:
+    # No mount namespace here: the host measures the work dir while the cell runs and
+    # stops it long before the cell's own timeout, even if the cell ignores the interrupt.
+    env = await make_env("ctx", disk_mb=8, kill_grace=1)
+    writer = (
+        "import os, time\ni = 0\nwhile True:\n    try:\n"
+        "        open(f'g{i}', 'wb').write(b'z' * 2**18); i += 1; time.sleep(0.001)\n"
+        "    except BaseException:\n        pass\n"
+    )
+    r = await env.execute(writer, timeout=120)
+    assert (r.error or "").startswith(
+        "Disk limit: the subprocess work dir grew past its limit of disk_mb=8 MB."
+    )
+    assert r.crashed and not r.timed_out  # killed after ignoring the interrupt, restarted
+    assert (await env.execute(WORK_DIR_BYTES)).stdout == "0\n"
+    assert (await env.execute("print(context)")).stdout == "ctx\n"
+
+
+@every(["sandbox"])
+async def test_sandbox_scratch_space_is_bounded_too(make_env: Factory) -> None:
+    env = await make_env("ctx", landlock=False)  # without Landlock, /tmp and /dev are mounts
+    code = (
+        "import os\nfor path in ('/tmp/x', '/dev/shm/x', '/dev/x'):\n    try:\n"
+        "        with open(path, 'wb') as f:\n"
+        "            for _ in range(128):\n                f.write(b'x' * 2**20)\n"
+        "        print(path, 'wrote 128 MB')\n"
+        "    except OSError as e:\n        print(path, e.errno)"
+    )
+    r = await env.execute(code)
+    # ENOSPC for the 64 MB tmpfs mounts, EROFS for /dev itself.
+    assert r.stdout.splitlines() == ["/tmp/x 28", "/dev/shm/x 28", "/dev/x 30"]
+
+
+# -- warm start: workers started ahead of time -----------------------------------------------
+
+
+async def _start_until_warm(make_env: Factory, tries: int = 6, **kw: Any) -> WorkerEnvironment:
+    """Start environments until one lands on a worker started ahead of time."""
+    from rlm_engine.environments.warm import warm_pool
+
+    for _ in range(tries):
+        env = await make_env("the context", setup="helper = 41", **kw)
+        assert isinstance(env, WorkerEnvironment)
+        if env.warm_start:
+            return env
+        await env.close()
+        for _ in range(200):  # the pool fills in the background
+            if warm_pool.idle(env):  # type: ignore[arg-type]
+                break
+            await asyncio.sleep(0.05)
+    pytest.fail("no environment started on a warm worker")
+
+
+@every(["subprocess", "sandbox"])
+async def test_a_warm_worker_serves_one_completion_like_a_cold_one(make_env: Factory) -> None:
+    warm = await _start_until_warm(make_env, memory_mb=256)
+    cold = make_environment(warm.kind, {"memory_mb": 256})
+    assert isinstance(cold, ProcessWorkerEnvironment)
+    cold.use_warm_pool = False
+    try:
+        await cold.start("the context", {}, setup="helper = 41")
+        assert not cold.warm_start and cold.uid != warm.uid
+        assert warm.area is not None and cold.area is not None
+        assert warm.area.root != cold.area.root
+        r = await warm.execute("print(context, helper + 1)")
+        assert r.stdout == "the context 42\n"
+        # Limits and Landlock come with init, exactly as for the cold worker.
+        assert warm.confinement == cold.confinement
+        r = await warm.execute("x = bytearray(512 * 2**20)")
+        assert "MemoryError" in (r.error or "")
+        assert (await warm.execute("print(context)")).stdout == "the context\n"
+    finally:
+        await cold.close()
+    root = warm.area.root
+    await warm.close()
+    assert not root.exists()
+    if warm.uid is not None:
+        assert processes_of_uid(warm.uid) == []
+
+
+@every(["subprocess"])
+async def test_warm_start_can_be_turned_off(
+    make_env: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RLM_WARM_WORKERS", "0")
+    for _ in range(4):
+        env = await make_env("ctx")
+        assert isinstance(env, WorkerEnvironment) and not env.warm_start
+        await env.close()

@@ -12,8 +12,9 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
+from rlm_engine.environments.options import OptionSpec, check_options, options_of
 from rlm_engine.types import ExecResult
 
 # Names the environment itself provides inside the REPL (not host functions).
@@ -43,17 +44,29 @@ class Environment(ABC):
     #: True when generated code runs in the host process (no isolation at all).
     in_process: bool = False
 
+    #: Short name shown in results and traces ("local", "subprocess", ...); a subclass
+    #: without one is shown by its class name.
+    kind: str = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Every way of making an environment (by name, by class, directly) checks its options
+        # by name and type first, so a bad one fails here, not inside a running cell.
+        validate_options(cls, args, kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self, timeout: float | None = None, max_output_chars: int = 1_000_000, **unknown: object
     ) -> None:
         # Subclasses pass on the keywords they do not take. Options of other environment
-        # kinds are ignored, so one ``environment_kwargs`` serves every kind (``kill_grace``
-        # for ``local``, say); a name no environment takes is a mistake.
-        if unknown and (misspelled := sorted(set(unknown) - _options_of_any_environment())):
-            names = ", ".join(repr(k) for k in misspelled)
-            raise TypeError(f"{type(self).__name__} got unknown option(s): {names}")
+        # kinds are ignored (``__new__`` checked them), so one ``environment_kwargs`` serves
+        # every kind (``kill_grace`` for ``local``, say).
         self.timeout = timeout
         self.max_output_chars = max_output_chars
+
+    @property
+    def name(self) -> str:
+        """Which environment this is, as results, traces and progress output name it."""
+        return self.kind or type(self).__name__
 
     @abstractmethod
     async def start(
@@ -84,23 +97,38 @@ class Environment(ABC):
         """Release everything (threads, processes, containers). Idempotent."""
 
 
-def _options_of_any_environment() -> set[str]:
-    """Keyword options of the built-in environments and of every other loaded subclass."""
+def known_environment_classes() -> set[type[Environment]]:
+    """The built-in environments and every other loaded subclass."""
     from rlm_engine.environments import available_environments  # imports this module
 
     classes: set[type[Environment]] = set(available_environments().values())
     pending = Environment.__subclasses__()
     while pending:
         cls = pending.pop()
-        classes.add(cls)
+        if not inspect.isabstract(cls):
+            classes.add(cls)
         pending.extend(cls.__subclasses__())
-    names: set[str] = set()
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    for cls in classes:
-        for klass in cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is not None:
-                params = inspect.signature(init).parameters.values()
-                names.update(p.name for p in params if p.kind in named)
-    names.discard("self")
-    return names
+    return classes
+
+
+def options_of_others(own: dict[str, OptionSpec]) -> dict[str, OptionSpec]:
+    """Options other environments take that ``own`` does not (accepted and type-checked)."""
+    others: dict[str, OptionSpec] = {}
+    for klass in known_environment_classes():
+        for key, spec in options_of(klass).items():
+            if key not in own:
+                others.setdefault(key, spec)
+    return others
+
+
+def validate_options(cls: type[Environment], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """``TypeError`` naming the problem and the valid options, for ``cls(*args, **kwargs)``."""
+    own = options_of(cls)
+    positional = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ][1:]
+    given = dict(zip(positional, args, strict=False))
+    given.update(kwargs)
+    check_options(cls.__name__, own, options_of_others(own), given)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -84,60 +85,114 @@ def describe_returncode(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def spawn_process(
+    argv: list[str], *, env: dict[str, str], cwd: str, uid: int | None
+) -> subprocess.Popen[bytes]:
+    """Start a worker process in its own session (so its process group can be killed).
+
+    Plain ``subprocess.Popen`` with unbuffered pipes rather than an asyncio subprocess: a
+    worker started ahead of time (``warm.py``) belongs to no event loop until a completion
+    attaches it to its own (``ProcessChannel.attach``).
+    """
+    ids: dict[str, Any] = {}
+    if uid is not None:
+        ids = {"user": uid, "group": uid, "extra_groups": []}
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        close_fds=True,
+        bufsize=0,
+        **ids,
+    )
+
+
 class ProcessChannel(WorkerChannel):
     """A worker that is a direct child process (plain, or bubblewrap wrapping it)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        super().__init__(proc.stdout)
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        frames: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stderr: asyncio.StreamReader,
+        read_transports: list[asyncio.BaseTransport],
+    ) -> None:
+        super().__init__(frames)
         self.proc = proc
-        self._stderr_task = asyncio.ensure_future(self._drain_stderr())
+        self._writer = writer
+        self._read_transports = read_transports
+        self._stderr_task = asyncio.ensure_future(self._drain_stderr(stderr))
 
     @classmethod
     async def spawn(
         cls, argv: list[str], *, env: dict[str, str], cwd: str, uid: int | None
     ) -> ProcessChannel:
-        """Start ``argv`` in its own session (so its process group can be killed)."""
-        ids: dict[str, Any] = {}
-        if uid is not None:
-            ids = {"user": uid, "group": uid, "extra_groups": []}
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            limit=READ_BUFFER,
-            **ids,
-        )
-        return cls(proc)
+        return await cls.attach(spawn_process(argv, env=env, cwd=cwd, uid=uid))
 
-    async def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
+    @classmethod
+    async def attach(cls, proc: subprocess.Popen[bytes]) -> ProcessChannel:
+        """Connect a running worker's pipes to the current event loop."""
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        loop = asyncio.get_running_loop()
+        try:
+            frames = asyncio.StreamReader(limit=READ_BUFFER)
+            t1, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(frames), proc.stdout
+            )
+            stderr = asyncio.StreamReader()
+            t2, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stderr), proc.stderr
+            )
+            transport, protocol_ = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, proc.stdin
+            )
+        except BaseException:
+            _kill_group(proc)
+            raise
+        writer = asyncio.StreamWriter(transport, protocol_, None, loop)
+        return cls(proc, frames, writer, stderr, [t1, t2])
+
+    async def _drain_stderr(self, stderr: asyncio.StreamReader) -> None:
         with contextlib.suppress(Exception):
-            while chunk := await self.proc.stderr.read(65536):
+            while chunk := await stderr.read(65536):
                 self._add_diagnostics(chunk)
 
     async def _write(self, data: bytes) -> None:
-        stdin = self.proc.stdin
-        if stdin is None or stdin.is_closing():
+        if self._writer.is_closing():
             raise ConnectionError("the worker's stdin is closed")
-        stdin.write(data)
-        await stdin.drain()
+        self._writer.write(data)
+        await self._writer.drain()
 
     async def terminate(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
+        _kill_group(self.proc)
+        self._writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.proc.wait(), 10)
+            await self._wait(10)
         self._stderr_task.cancel()
+        for transport in self._read_transports:  # the pipes' ends: nothing more will come
+            transport.close()
 
     async def exit_description(self) -> str:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), 2)
+        with contextlib.suppress(Exception):
+            await self._wait(2)
         return describe_returncode(self.proc.returncode)
+
+    async def _wait(self, timeout: float) -> None:
+        """Reap the worker: a killed one is gone within a millisecond or two, so poll
+        briefly before parking a thread in ``wait``."""
+        for _ in range(20):
+            if self.proc.poll() is not None:
+                return
+            await asyncio.sleep(0.0005)
+        await asyncio.wait_for(asyncio.to_thread(self.proc.wait), timeout)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -3,9 +3,9 @@
 The container runs ``python3 -I -c <bootstrap>`` from any image that has ``python3``
 (default ``python:3.12-slim``; ``scripts/docker-test-image.sh`` builds ``rlm-sandbox:test``
 without a registry). Its settings: ``network_mode="none"``, read-only root file system,
-tmpfs work dir (``/rlm/work``) and ``/tmp``, memory limit (``memory_mb`` plus twice the
-context size), pids limit, all capabilities dropped, ``no-new-privileges``, a fresh
-non-root uid. Frames travel over the container's attached stdin/stdout (Docker's stream
+tmpfs work dir (``/rlm/work``, ``disk_mb``) and ``/tmp``, memory limit (``memory_mb`` plus
+twice the context size, plus ``disk_mb`` for the tmpfs), pids limit, all capabilities
+dropped, ``no-new-privileges``, a fresh non-root uid. Frames travel over the container's attached stdin/stdout (Docker's stream
 multiplexing is undone here), so no port is ever published.
 
 The context file is bind-mounted read-only from the host temp dir instead of being copied
@@ -25,6 +25,7 @@ import contextlib
 import os
 import socket
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from rlm_engine.environments.bootstrap import worker_command
@@ -186,23 +187,32 @@ def _remove_container(container: Container) -> dict[str, Any]:
 
 class DockerEnvironment(WorkerEnvironment):
     """Extra keywords: ``image``, ``python`` (interpreter inside the image, default
-    ``python3``), ``work_mb`` (tmpfs size of the work dir), ``cpus`` (CPU quota)."""
+    ``python3``), ``cpus`` (CPU quota). The work dir is a tmpfs of ``disk_mb`` (common to
+    every isolated environment); ``work_mb``, its former name here, still works."""
 
     kind = "docker"
+    disk_limited_by_mount = True
 
     def __init__(
         self,
         *args: Any,
         image: str = DEFAULT_IMAGE,
         python: str = "python3",
-        work_mb: int = 512,
         cpus: float | None = None,
+        work_mb: int | None = None,
         **kw: Any,
     ) -> None:
+        if work_mb is not None:
+            warnings.warn(
+                "DockerEnvironment(work_mb=...) is now disk_mb, the work-dir limit every "
+                "isolated environment takes",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            kw.setdefault("disk_mb", work_mb)
         super().__init__(*args, **kw)
         self.image = image
         self.python = python
-        self.work_mb = work_mb
         self.cpus = cpus
         self._client: DockerClient | None = None
         #: Every container this environment started (restarts add one), for audits.
@@ -225,7 +235,8 @@ class DockerEnvironment(WorkerEnvironment):
     def container_kwargs(self, area: WorkArea) -> dict[str, Any]:
         """Everything passed to ``containers.create``; public so it can be audited."""
         uid = self.uid
-        memory = self.memory_mb * _MB + 2 * area.context_bytes + 256 * _MB
+        # tmpfs pages count against the container's memory: a full work dir must not OOM.
+        memory = (self.memory_mb + self.disk_mb + 256) * _MB + 2 * area.context_bytes
         kwargs: dict[str, Any] = {
             "image": self.image,
             "command": worker_command(self.python),
@@ -234,7 +245,7 @@ class DockerEnvironment(WorkerEnvironment):
             "network_mode": "none",
             "read_only": True,
             "tmpfs": {
-                WORK_DIR: f"rw,nosuid,nodev,size={self.work_mb}m,mode=0700,uid={uid},gid={uid}",
+                WORK_DIR: f"rw,nosuid,nodev,size={self.disk_mb}m,mode=0700,uid={uid},gid={uid}",
                 "/tmp": "rw,nosuid,nodev,noexec,size=64m,mode=1777",
             },
             "working_dir": WORK_DIR,

@@ -9,6 +9,7 @@ lets the host kill every process the worker ever started with one ``kill(-1)`` a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
@@ -22,9 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlm_engine.environments.cleanup import host_temp_root
+
 # Unassigned range well above system users and the usual /etc/subuid allocations.
 _UID_LOW, _UID_HIGH = 0x2000_0000, 0x7FFF_0000
 _TEXT_CHUNK = 16 * 1024 * 1024  # characters per write when streaming a str context
+_INLINE_WRITE_CHARS = 256 * 1024  # smaller str contexts are written on the event loop
 
 
 def is_root() -> bool:
@@ -112,11 +116,15 @@ def find_interpreter(python: str | None = None, *, for_other_uid: bool) -> str:
 
 @dataclass
 class WorkArea:
-    """A private temp dir: ``work/`` (the worker's only writable dir) and the context file.
+    """A private temp dir: ``work/`` (the worker's only writable dir) and ``in/context``.
+
+    It lives under the process's ``host_temp_root()``, which a janitor deletes should the
+    host die without running ``close()``. It can be made before the context is known
+    (``create_empty``, for a worker started ahead of time) and loaded later (``load``).
 
     Layout: ``root`` is 0711 (not listable), ``work`` is 0700 owned by the worker uid,
-    ``context`` is 0440 with the worker's gid as group, so the worker reads but cannot
-    change it and a restarted worker reloads the original.
+    ``in`` is 0750 with the worker's gid as group and holds ``context``, 0440 likewise, so
+    the worker reads but cannot change it and a restarted worker reloads the original.
     """
 
     root: Path
@@ -126,26 +134,54 @@ class WorkArea:
     context_bytes: int
     uid: int | None
 
+    @property
+    def inbox(self) -> Path:
+        """The read-only directory the context file is written to."""
+        return self.root / "in"
+
     @classmethod
-    async def create(cls, context: Any, uid: int | None) -> WorkArea:
-        root = Path(tempfile.mkdtemp(prefix="rlm-env-"))
+    def create_empty(cls, uid: int | None) -> WorkArea:
+        root = Path(tempfile.mkdtemp(prefix="env-", dir=host_temp_root()))
         try:
             os.chmod(root, 0o711)
             work = root / "work"
             work.mkdir(mode=0o700)
+            inbox = root / "in"
+            inbox.mkdir(mode=0o750 if uid is not None else 0o700)
             if uid is not None:
                 os.chown(work, uid, uid)
-            if context is None:
-                return cls(root, work, None, "none", 0, uid)
-            ctx = root / "context"
-            kind = await asyncio.to_thread(write_context, ctx, context)
-            os.chmod(ctx, 0o440 if uid is not None else 0o400)
-            if uid is not None:
-                os.chown(ctx, 0, uid)
-            return cls(root, work, ctx, kind, ctx.stat().st_size, uid)
+                os.chown(inbox, 0, uid)
+            return cls(root, work, None, "none", 0, uid)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
+
+    @classmethod
+    async def create(cls, context: Any, uid: int | None) -> WorkArea:
+        area = cls.create_empty(uid)
+        try:
+            await area.load(context)
+        except BaseException:
+            area.cleanup()
+            raise
+        return area
+
+    async def load(self, context: Any) -> None:
+        """Write the context file (once); ``None`` means no context at all."""
+        if self.context_file is not None:
+            raise RuntimeError("the work area already holds a context")
+        if context is None:
+            return
+        ctx = self.inbox / "context"
+        if isinstance(context, str) and len(context) < _INLINE_WRITE_CHARS:
+            kind = write_context(ctx, context)  # a thread hop would cost more than this
+        else:
+            kind = await asyncio.to_thread(write_context, ctx, context)
+        os.chmod(ctx, 0o440 if self.uid is not None else 0o400)
+        if self.uid is not None:
+            os.chown(ctx, 0, self.uid)
+        self.context_file, self.context_kind = ctx, kind
+        self.context_bytes = ctx.stat().st_size
 
     def context_spec(self, path_in_worker: str | None = None) -> dict[str, Any]:
         path = path_in_worker or (str(self.context_file) if self.context_file else None)
@@ -172,7 +208,8 @@ def write_context(path: Path, context: Any) -> str:
         raise TypeError(
             "An isolated environment receives the context as a str or as JSON; "
             f"this {type(context).__name__} is not JSON-serializable ({e}). Convert it to "
-            "str/list/dict first, or use environment='local'."
+            "str/list/dict first; a context of host objects needs environment='local' "
+            "(trusted documents only)."
         ) from None
     return "json"
 
@@ -199,9 +236,21 @@ async def kill_uid_processes(uid: int, python: str) -> int:
     """Kill every process running as ``uid``; returns how many were left afterwards.
 
     ``kill(-1, SIGKILL)`` issued as that uid is atomic with respect to fork, so even a
-    fork bomb that escaped its process group and session cannot outrun it.
+    fork bomb that escaped its process group and session cannot outrun it. Usually the
+    worker is gone and left nothing behind (it reaps what its cells start), so /proc is
+    checked first, for up to 0.1 s, and the helper (~15 ms) runs only when something stays.
     """
+    if uid == 0:  # never: kill(-1) as root would take down the whole machine
+        raise ValueError("kill_uid_processes refuses uid 0")
+    for _ in range(100):  # a killed sandbox's inner processes take a few ms to go
+        if not _dumpable_processes_of_uid(uid):
+            break
+        await asyncio.sleep(0.001)
+    if not processes_of_uid(uid):  # the full check, non-dumpable processes included
+        return 0
     for _ in range(5):
+        if not processes_of_uid(uid):
+            return 0
         proc = await asyncio.create_subprocess_exec(
             python, "-I", "-S", "-c", _KILL_ALL_CODE,
             user=uid, group=uid, extra_groups=[], env={}, cwd="/",
@@ -209,11 +258,23 @@ async def kill_uid_processes(uid: int, python: str) -> int:
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         await proc.wait()
-        left = processes_of_uid(uid)
-        if not left:
+        if not processes_of_uid(uid):
             return 0
         await asyncio.sleep(0.05)
     return len(processes_of_uid(uid))
+
+
+def _dumpable_processes_of_uid(uid: int) -> bool:
+    """Whether any live process runs with effective uid ``uid`` (a cheap first look: one
+    stat per process; a process that made itself non-dumpable looks root-owned here)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    with open(f"/proc/{entry}/stat", "rb") as f:  # zombies do not count
+                        if f.read().rpartition(b")")[2].split()[0] != b"Z":
+                            return True
+    return False
 
 
 def processes_of_uid(uid: int) -> list[int]:
@@ -223,6 +284,10 @@ def processes_of_uid(uid: int) -> list[int]:
         if not entry.isdigit():
             continue
         try:
+            # Cheap pre-filter: /proc/<pid> belongs to the effective uid, or to root when
+            # the process made itself non-dumpable, so only those two need a closer look.
+            if os.stat(f"/proc/{entry}").st_uid not in (uid, 0):
+                continue
             with open(f"/proc/{entry}/status") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
         except OSError:

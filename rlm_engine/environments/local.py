@@ -1,10 +1,13 @@
-"""The in-process environment: fastest, and for trusted use only.
+"""The in-process environment: fastest, and for trusted documents only.
 
 Generated code runs in the host process with the host's privileges: it can read
-environment variables, files and the engine's memory. Use ``subprocess``, ``sandbox`` or
-``docker`` when the context or the model is not trusted. What this environment does
-guarantee: a per-cell timeout that stops runaway Python code without killing the host,
-capped output capture, and the context shared by reference (never copied).
+environment variables (API keys), files and the engine's memory, and open network
+connections. A prompt injection in a document becomes code here. It is never chosen by
+default (``auto`` picks an isolated environment); ask for it by name when the documents
+are trusted, or when the REPL must hold host objects (a non-JSON context, tools that return
+live objects). It warns once per process when a large context or ``verbose`` suggests real
+documents. What it does guarantee: a per-cell timeout that stops runaway Python code
+without killing the host, capped output capture, and the context shared by reference.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
+import itertools
 import threading
 import time
+import warnings
 from typing import Any
 
 from rlm_engine.environments.base import Environment, HostFunction
@@ -27,6 +32,45 @@ from rlm_engine.environments.repl_core import (
 from rlm_engine.types import ExecResult
 
 _GRACE_SECONDS = 2.0
+#: Contexts at least this large (characters, estimated) make ``local`` warn once.
+WARN_CONTEXT_CHARS = 100_000
+
+_warned = threading.Event()
+
+
+class LocalEnvironmentWarning(UserWarning):
+    """Generated code runs in this process: fine for trusted documents only."""
+
+
+def warn_local(why: str) -> None:
+    """Warn once per process that ``local`` gives model-written code the host's privileges."""
+    if _warned.is_set():
+        return
+    _warned.set()
+    warnings.warn(
+        f"environment='local' runs model-written code inside this process ({why}): it can "
+        "read your API keys and files and open network connections, so a prompt injection "
+        "in a document becomes code on this machine. Use it for trusted documents only; "
+        "the default environment='auto' isolates the code.",
+        LocalEnvironmentWarning,
+        stacklevel=3,
+    )
+
+
+def context_chars(context: Any, limit: int = WARN_CONTEXT_CHARS) -> int:
+    """Characters of text in ``context``, counted until ``limit`` is reached (cheap)."""
+    total, pending = 0, [context]
+    while pending and total < limit:
+        item = pending.pop()
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, dict):
+            pending.extend(itertools.islice(item.items(), limit))
+        elif isinstance(item, list | tuple):
+            pending.extend(item[:limit])
+        elif item is not None:
+            total += 8
+    return total
 
 
 def _raise_in_thread(thread: threading.Thread) -> None:
@@ -44,6 +88,7 @@ def _settle(done: asyncio.Future[CellOutput], result: CellOutput) -> None:
 
 class LocalEnvironment(Environment):
     in_process = True
+    kind = "local"
 
     def __init__(
         self, timeout: float | None = None, max_output_chars: int = 1_000_000, **kw: object
@@ -57,6 +102,8 @@ class LocalEnvironment(Environment):
     async def start(
         self, context: Any, functions: dict[str, HostFunction], setup: str | None = None
     ) -> None:
+        if context_chars(context) >= WARN_CONTEXT_CHARS:
+            warn_local(f"with a context of over {WARN_CONTEXT_CHARS:,} characters")
         self._loop = asyncio.get_running_loop()
         self._functions = functions
         self._core = ReplCore(context, self._call_host, list(functions), self.max_output_chars)

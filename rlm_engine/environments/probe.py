@@ -17,6 +17,8 @@ async def probe(name: str, **environment_kwargs: Any) -> str | None:
         env = make_environment(name, environment_kwargs)
     except Exception as e:
         return f"{type(e).__name__}: {e}"
+    if hasattr(env, "use_warm_pool"):
+        env.use_warm_pool = False  # a probe is not demand: start no workers ahead of time
     try:
         await env.start("probe", {})
         result = await env.execute("print(context)", timeout=60)

@@ -27,9 +27,12 @@ class ProtocolError(Exception):
     """The peer sent something that is not a valid frame."""
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    """One frame; values that JSON cannot represent are sent as their ``str()``."""
-    body = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+def encode(message: dict[str, Any], *, strict: bool = False) -> bytes:
+    """One frame; values that JSON cannot represent are sent as their ``str()``, or, with
+    ``strict``, raise ``TypeError``/``ValueError`` (the caller explains the problem)."""
+    default = None if strict else str
+    text = json.dumps(message, ensure_ascii=False, default=default)
+    body = text.encode("utf-8", "surrogatepass")
     if len(body) > MAX_FRAME_BYTES:
         raise ProtocolError(f"message of {len(body):,} bytes exceeds {MAX_FRAME_BYTES:,}")
     return HEADER.pack(len(body)) + body

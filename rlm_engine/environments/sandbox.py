@@ -3,7 +3,9 @@
 On top of what ``subprocess`` guarantees: every namespace unshared (no network at all, the
 loopback device of the new network namespace is down), a new PID namespace, a root made of
 read-only binds of only what Python needs (``/usr``, the interpreter prefix, the host venv's
-packages), a tmpfs ``/tmp``, the work dir as the only writable bind (``/rlm/work`` inside),
+packages), a read-only ``/dev`` (device nodes only), size-limited tmpfs mounts for the work
+dir (``/rlm/work``, ``disk_mb``), ``/tmp`` and ``/dev/shm`` (``SCRATCH_MB`` each), so
+nothing the code writes touches the host's disk and all of it vanishes with the sandbox;
 ``--die-with-parent``, ``--new-session`` and all capabilities dropped. Inside, the worker
 is uid 65534; outside, bubblewrap itself already runs under the worker's own unprivileged
 uid when the host is root (an unprivileged user namespace), never as root.
@@ -16,22 +18,23 @@ import shutil
 from typing import Any
 
 from rlm_engine.environments.bootstrap import worker_command
-from rlm_engine.environments.channel import ProcessChannel, WorkerChannel
 from rlm_engine.environments.isolation import (
     DEVICE_WRITE_PATHS,
     SYSTEM_READ_PATHS,
     WorkArea,
-    find_interpreter,
     host_site_packages,
     interpreter_prefixes,
-    kill_uid_processes,
     minimal_env,
 )
-from rlm_engine.environments.worker_env import WorkerEnvironment
+from rlm_engine.environments.process_worker import ProcessWorkerEnvironment, SpawnArgs
 
 WORK_DIR = "/rlm/work"
-CONTEXT_PATH = "/rlm/context"
+INBOX = "/rlm/in"  # the host's read-only ``in/`` dir, holding the context file
+CONTEXT_PATH = f"{INBOX}/context"
 SANDBOX_UID = 65534
+#: Size of the sandbox's private /tmp and /dev/shm (TMPDIR points at the work dir).
+SCRATCH_MB = 64
+_MB = 1024 * 1024
 
 
 def find_bwrap(path: str | None = None) -> str:
@@ -44,30 +47,26 @@ def find_bwrap(path: str | None = None) -> str:
     return found
 
 
-class SandboxEnvironment(WorkerEnvironment):
+class SandboxEnvironment(ProcessWorkerEnvironment):
     """Extra keywords: ``python`` (interpreter), ``bwrap`` (path to the bwrap binary),
     ``share_site_packages`` (default True: bind the host venv's packages read-only)."""
 
     kind = "sandbox"
+    disk_limited_by_mount = True
 
     def __init__(
         self,
         *args: Any,
-        python: str | None = None,
         bwrap: str | None = None,
         share_site_packages: bool = True,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
-        self.python = python
         self.bwrap = bwrap
         self.share_site_packages = share_site_packages
-        self._interpreter: str | None = None
 
-    def interpreter(self) -> str:
-        if self._interpreter is None:
-            self._interpreter = find_interpreter(self.python, for_other_uid=self.uid is not None)
-        return self._interpreter
+    def warm_key(self) -> tuple[Any, ...]:
+        return (*super().warm_key(), find_bwrap(self.bwrap), self.share_site_packages, self.disk_mb)
 
     def _reap_policy(self) -> str:
         return "kill_all"  # the worker only sees its own PID namespace
@@ -106,10 +105,14 @@ class SandboxEnvironment(WorkerEnvironment):
                 argv += ["--ro-bind", top, top]
         for path in ("/etc/ld.so.cache", "/etc/localtime"):
             argv += ["--ro-bind-try", path, path]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        argv += ["--bind", str(area.work), WORK_DIR, "--chdir", WORK_DIR]
-        if area.context_file is not None:
-            argv += ["--ro-bind", str(area.context_file), CONTEXT_PATH]
+        scratch = str(SCRATCH_MB * _MB)
+        argv += ["--proc", "/proc", "--dev", "/dev", "--size", scratch, "--tmpfs", "/dev/shm"]
+        argv += ["--remount-ro", "/dev", "--size", scratch, "--tmpfs", "/tmp"]
+        argv += ["--perms", "0700", "--size", str(self.disk_mb * _MB), "--tmpfs", WORK_DIR]
+        argv += ["--chdir", WORK_DIR]
+        # The directory, not the file: a worker started ahead of time gets its context
+        # written there after bwrap has set up the mounts.
+        argv += ["--ro-bind", str(area.inbox), INBOX]
         # Last, so a venv under /tmp is not hidden by the tmpfs mounted above.
         prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
         if prefix != "/usr":
@@ -120,14 +123,7 @@ class SandboxEnvironment(WorkerEnvironment):
             argv += ["--ro-bind", path, path]
         return [*argv, "--", *worker_command(python)]
 
-    async def _open_channel(self, area: WorkArea) -> WorkerChannel:
-        return await ProcessChannel.spawn(
-            self.bwrap_argv(area),
-            env=minimal_env(WORK_DIR, self.extra_env),
-            cwd=str(area.work),
-            uid=self.uid,
+    def _spawn_args(self, area: WorkArea) -> SpawnArgs:
+        return SpawnArgs(
+            self.bwrap_argv(area), minimal_env(WORK_DIR, self.extra_env), str(area.work)
         )
-
-    async def _after_terminate(self) -> None:
-        if self.uid is not None:
-            await kill_uid_processes(self.uid, self.interpreter())

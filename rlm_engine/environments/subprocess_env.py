@@ -16,38 +16,23 @@ cover on older kernels. Prefer ``sandbox`` or ``docker`` for untrusted input.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rlm_engine.environments.bootstrap import worker_command
-from rlm_engine.environments.channel import ProcessChannel, WorkerChannel
 from rlm_engine.environments.isolation import (
     DEVICE_WRITE_PATHS,
     SYSTEM_READ_PATHS,
     WorkArea,
-    find_interpreter,
     host_site_packages,
     interpreter_prefixes,
-    kill_uid_processes,
     minimal_env,
 )
-from rlm_engine.environments.worker_env import WorkerEnvironment
+from rlm_engine.environments.process_worker import ProcessWorkerEnvironment, SpawnArgs
 
 
-class SubprocessEnvironment(WorkerEnvironment):
+class SubprocessEnvironment(ProcessWorkerEnvironment):
     """Extra keyword: ``python`` (interpreter path; default: the host's, or a same-version
     system python3 when the worker runs under its own uid)."""
 
     kind = "subprocess"
-
-    def __init__(self, *args: Any, python: str | None = None, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.python = python
-        self._interpreter: str | None = None
-
-    def interpreter(self) -> str:
-        if self._interpreter is None:
-            self._interpreter = find_interpreter(self.python, for_other_uid=self.uid is not None)
-        return self._interpreter
 
     def _worker_sys_path(self) -> list[str]:
         return host_site_packages()
@@ -59,14 +44,9 @@ class SubprocessEnvironment(WorkerEnvironment):
             read.append(str(area.context_file))
         return read, [str(area.work), *DEVICE_WRITE_PATHS]
 
-    async def _open_channel(self, area: WorkArea) -> WorkerChannel:
-        return await ProcessChannel.spawn(
+    def _spawn_args(self, area: WorkArea) -> SpawnArgs:
+        return SpawnArgs(
             worker_command(self.interpreter()),
-            env=minimal_env(str(area.work), self.extra_env),
-            cwd=str(area.work),
-            uid=self.uid,
+            minimal_env(str(area.work), self.extra_env),
+            str(area.work),
         )
-
-    async def _after_terminate(self) -> None:
-        if self.uid is not None:
-            await kill_uid_processes(self.uid, self.interpreter())

@@ -18,7 +18,16 @@ from typing import Any
 from rlm_engine.environments import bootstrap, protocol
 from rlm_engine.environments.base import Environment, HostFunction
 from rlm_engine.environments.channel import WorkerChannel
+from rlm_engine.environments.disk import (
+    DEFAULT_DISK_MB,
+    POLL_SECONDS,
+    disk_error_note,
+    disk_limit_message,
+    empty_dir,
+    work_dir_usage,
+)
 from rlm_engine.environments.isolation import WorkArea, allocate_uid, is_root
+from rlm_engine.environments.warm import WarmWorker
 from rlm_engine.types import ExecResult
 
 _MB = 1024 * 1024
@@ -40,11 +49,21 @@ class WorkerEnvironment(Environment):
 
     Common keyword arguments: ``timeout`` (seconds per cell), ``memory_mb`` (address space
     available to REPL code on top of the interpreter and the loaded context),
-    ``cpu_seconds`` (CPU time per worker life), ``file_size_mb``, ``max_processes``,
-    ``kill_grace`` (seconds between interrupt and kill), ``start_timeout``, ``env`` (extra
-    environment variables; nothing is inherited from the host), ``landlock`` (None: confine
-    the worker with Landlock where the kernel supports it; True: require it; False: off).
+    ``cpu_seconds`` (CPU time per worker life), ``file_size_mb`` (largest file),
+    ``disk_mb`` (total size of the work dir), ``max_processes``, ``kill_grace`` (seconds
+    between interrupt and kill), ``start_timeout``, ``env`` (extra environment variables;
+    nothing is inherited from the host), ``landlock`` (None: confine the worker with
+    Landlock where the kernel supports it; True: require it; False: off).
+
+    How ``disk_mb`` is enforced depends on the kind: ``sandbox`` and ``docker`` mount the
+    work dir as a tmpfs of that size (writes beyond it fail with ENOSPC, and the tmpfs
+    vanishes with the worker); ``subprocess`` has no mount namespace, so the host measures
+    the work dir while a cell runs (see ``disk.py``) and stops the cell that overfills it.
     """
+
+    #: True when the work dir is a size-limited mount (the kernel enforces ``disk_mb``);
+    #: False when the host must measure it.
+    disk_limited_by_mount = False
 
     #: Label used in messages to the LM ("subprocess", "sandbox", "docker").
     kind = "worker"
@@ -57,6 +76,7 @@ class WorkerEnvironment(Environment):
         memory_mb: int = 2048,
         cpu_seconds: int | None = 3600,
         file_size_mb: int = 1024,
+        disk_mb: int = DEFAULT_DISK_MB,
         max_processes: int = 256,
         kill_grace: float = 2.0,
         start_timeout: float = 60.0,
@@ -68,6 +88,11 @@ class WorkerEnvironment(Environment):
         self.memory_mb = memory_mb
         self.cpu_seconds = cpu_seconds
         self.file_size_mb = file_size_mb
+        if disk_mb < 1:
+            raise ValueError(f"disk_mb must be at least 1, got {disk_mb}")
+        self.disk_mb = disk_mb
+        #: Set when the disk limit stopped the current cell.
+        self._disk_hit = False
         self.max_processes = max_processes
         self.kill_grace = kill_grace
         self.start_timeout = start_timeout
@@ -78,6 +103,8 @@ class WorkerEnvironment(Environment):
         self.uid: int | None = None
         self.area: WorkArea | None = None
         self.restarts = 0
+        #: True when this environment runs on a worker started ahead of time (warm.py).
+        self.warm_start = False
         self.worker_info: dict[str, Any] = {}
         self._functions: dict[str, HostFunction] = {}
         self._setup: str | None = None
@@ -134,6 +161,9 @@ class WorkerEnvironment(Environment):
             raise RuntimeError(f"{type(self).__name__}.start() called twice")
         self._functions = dict(functions)
         self._setup = setup
+        warm = self._take_warm()
+        if warm is not None and await self._start_warm(warm, context):
+            return
         self.uid = self._choose_uid()
         self.area = await WorkArea.create(context, self.uid if is_root() else None)
         try:
@@ -142,15 +172,51 @@ class WorkerEnvironment(Environment):
             await self.close()
             raise
 
-    async def _launch(self) -> None:
+    async def _start_warm(self, warm: WarmWorker, context: Any) -> bool:
+        """Start on a worker started ahead of time; False (all undone) if it failed to
+        come up, so the caller starts cold. A context that cannot be sent still raises."""
+        self.uid, self.area = warm.uid, warm.area
+        try:
+            await self.area.load(context)
+        except BaseException:
+            await asyncio.to_thread(warm.discard)
+            self.area = None
+            await self.close()
+            raise
+        try:
+            await self._launch(warm)
+        except Exception:
+            await asyncio.to_thread(warm.discard)
+            self.uid = self.area = None
+            return False
+        except BaseException:
+            await self.close()
+            raise
+        self.warm_start = True
+        return True
+
+    def _take_warm(self) -> WarmWorker | None:
+        """A worker started ahead of time for this environment, if one is ready."""
+        return None
+
+    async def _attach_warm(self, warm: WarmWorker) -> WorkerChannel:
+        raise NotImplementedError(f"{type(self).__name__} does not start workers ahead of time")
+
+    async def _launch(self, warm: WarmWorker | None = None) -> None:
         assert self.area is not None
         self._replies = asyncio.Queue()
-        channel = await self._open_channel(self.area)
+        if warm is None:
+            channel = await self._open_channel(self.area)
+        else:
+            channel = await self._attach_warm(warm)
         self._channel = channel
         self._pump_task = asyncio.ensure_future(self._pump(channel))
         try:
-            await channel.send_raw(bootstrap.bundle_frame())
-            hello = await self._reply(self.start_timeout, "hello")
+            if warm is None:
+                await channel.send_raw(bootstrap.bundle_frame())
+                hello = await self._reply(self.start_timeout, "hello")
+            else:
+                hello = warm.hello  # it said hello when it was started
             await channel.send(
                 {
                     "op": "init",
@@ -188,7 +254,8 @@ class WorkerEnvironment(Environment):
         return {
             "memory_bytes": self.memory_mb * _MB if self.memory_mb else None,
             "cpu_seconds": self.cpu_seconds,
-            "file_size_bytes": self.file_size_mb * _MB if self.file_size_mb else None,
+            # No single file may outgrow the whole work dir either.
+            "file_size_bytes": self._file_mb() * _MB,
             "max_processes": self.max_processes,
         }
 
@@ -219,11 +286,29 @@ class WorkerEnvironment(Environment):
             args, kwargs = message.get("args") or [], message.get("kwargs") or {}
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise TypeError("malformed arguments")
-            reply.update(ok=True, value=await fn.fn(*args, **kwargs))
+            value = await fn.fn(*args, **kwargs)
         except Exception as e:  # becomes HostCallError in the cell, like in `local`
             reply.update(ok=False, error=f"{name} failed: {type(e).__name__}: {e}")
-        with contextlib.suppress(ConnectionError, OSError, protocol.ProtocolError):
-            await channel.send(reply)
+            frame = protocol.encode(reply)
+        else:
+            try:  # strictly: a live object must not arrive as its str() without a word
+                frame = protocol.encode({**reply, "ok": True, "value": value}, strict=True)
+            except (TypeError, ValueError, protocol.ProtocolError) as e:
+                reply.update(ok=False, error=self._unsendable(str(name), value, e))
+                frame = protocol.encode(reply)
+        with contextlib.suppress(ConnectionError, OSError):
+            await channel.send_raw(frame)
+
+    def _unsendable(self, name: str, value: Any, error: Exception) -> str:
+        """Why a host function's result cannot reach this worker, and what to do."""
+        if isinstance(error, protocol.ProtocolError):
+            return f"{name} returned a result too large to send to the REPL ({error})."
+        return (
+            f"{name} returned a {type(value).__name__}, which cannot be sent into the "
+            f"{self.kind} environment ({error}): results must be JSON values (str, int, float, "
+            "bool, None, list, dict). Return plain data from it; code that needs host objects "
+            "in the REPL needs environment='local' (trusted documents only)."
+        )
 
     async def _reply(self, timeout: float | None, expect: str | None = None) -> dict[str, Any]:
         item = await asyncio.wait_for(self._replies.get(), timeout)
@@ -281,21 +366,62 @@ class WorkerEnvironment(Environment):
             if self._channel is None:
                 return ExecResult(error=f"The {self.kind} REPL is not running.", crashed=True)
         channel = self._channel
+        self._disk_hit = False
+        watch = None if self.disk_limited_by_mount else asyncio.ensure_future(self._watch(channel))
         try:
             await channel.send({"op": "exec", "code": code})
             try:
                 done = await self._reply(limit, "done")
             except TimeoutError:
-                return await self._interrupt(channel, limit)
+                return await self._after_disk_check(await self._interrupt(channel, limit))
+            result = self._to_result(done.get("result") or {})
         except asyncio.CancelledError:
             await self._shutdown_worker()  # nothing may outlive a cancelled completion
             raise
         except (WorkerCrashed, ConnectionError, OSError) as e:
-            return await self._restart_after_crash(f"The {self.kind} REPL worker died ({e}).")
+            crashed = await self._restart_after_crash(f"The {self.kind} REPL worker died ({e}).")
+            return await self._after_disk_check(crashed)
         finally:
+            if watch is not None:
+                watch.cancel()
             for task in list(self._calls):  # calls of an interrupted cell are moot
                 task.cancel()
-        return self._to_result(done.get("result") or {})
+        return await self._after_disk_check(result)
+
+    async def _watch(self, channel: WorkerChannel) -> None:
+        """While a cell runs, measure the work dir; past ``disk_mb``, stop the cell: an
+        interrupt first, a kill (and restart) if it ignores that for ``kill_grace``."""
+        assert self.area is not None
+        limit = self.disk_mb * _MB
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            used = await asyncio.to_thread(work_dir_usage, self.area.work, limit)
+            if used > limit:
+                self._disk_hit = True
+                with contextlib.suppress(ConnectionError, OSError):
+                    await channel.send({"op": "interrupt"})
+                await asyncio.sleep(self.kill_grace)
+                await channel.terminate()  # the cell goes on: it ends as a crash
+                return
+
+    async def _after_disk_check(self, result: ExecResult) -> ExecResult:
+        """Measure the work dir after a cell (host-measured kinds) and explain disk errors."""
+        if not self.disk_limited_by_mount and self.area is not None:
+            limit = self.disk_mb * _MB
+            used = await asyncio.to_thread(work_dir_usage, self.area.work, limit)
+            if used > limit or self._disk_hit:
+                await asyncio.to_thread(empty_dir, self.area.work)
+                message = disk_limit_message(self.disk_mb, self.kind)
+                result.error = message + (f" {result.error}" if result.crashed else "")
+                result.timed_out = False
+                return result
+        note = disk_error_note(result.error or "", self.disk_mb, self._file_mb())
+        if note:
+            result.error = f"{result.error}\n{note}"
+        return result
+
+    def _file_mb(self) -> int:
+        return min(self.file_size_mb or self.disk_mb, self.disk_mb)
 
     async def _interrupt(self, channel: WorkerChannel, limit: float | None) -> ExecResult:
         with contextlib.suppress(ConnectionError, OSError):

@@ -17,7 +17,7 @@ def env_kwargs(name: str) -> dict[str, Any]:
     """Small limits so the attacks hit them quickly (and cheaply on a shared machine)."""
     kw: dict[str, Any] = {"timeout": 5}
     if name != "local":
-        kw.update(memory_mb=512, max_processes=64, kill_grace=1)
+        kw.update(memory_mb=512, max_processes=64, kill_grace=1, disk_mb=64)
     if name == "docker":
         kw["image"] = os.environ.get("RLM_DOCKER_IMAGE", "rlm-sandbox:test")
     return kw

@@ -42,6 +42,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "1 GB raw fd spam": SAFE,
     "kill parent": SAFE,
     "reach host objects": {**SAFE, "local": "leaked"},
+    "fill the disk": SAFE,
 }
 
 HOST_SECRET = "sk-host-only-" + secrets.token_hex(8)
@@ -296,6 +297,24 @@ async def test_allocate_8gb(make_env: Factory, request: Any) -> None:
         outcome = "blocked" if "MemoryError" in (r.error or "") else "allocated"
         assert (await env.execute("del chunks\nprint(context)")).stdout == "ctx\n"
     check(request, "allocate 8 GB", outcome, r.error or r.stdout)
+
+
+@every(ISOLATED)
+async def test_fill_the_disk(make_env: Factory, request: Any) -> None:
+    env = await make_env("ctx", timeout=120)  # disk_mb=64 (security_harness.env_kwargs)
+    r = await env.execute(
+        "import os\nchunk = b'z' * (1 << 20)\nfor i in range(10 * 1024):\n"
+        "    with open(f'fill{i}', 'wb') as f:\n        f.write(chunk)"
+    )
+    left = await env.execute("import os\nprint(sum(os.path.getsize(f) for f in os.listdir('.')))")
+    stopped = "disk_mb=64" in (r.error or "") and int(left.stdout) <= 64 << 20
+    check(
+        request,
+        "fill the disk",
+        "blocked" if stopped else "filled",
+        f"{(r.error or '').splitlines()[-1] if r.error else 'no error'}; "
+        f"{int(left.stdout or 0):,} bytes left in the work dir",
+    )
 
 
 @every(ALL)
