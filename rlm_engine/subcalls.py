@@ -20,6 +20,7 @@ from rlm_engine.environments import HostFunction
 from rlm_engine.replay import RecordedAnswers
 from rlm_engine.text import clean_text
 from rlm_engine.types import Iteration, SubCall
+from rlm_engine.windows import is_context_overflow, overflow_message, oversized_prompt
 
 if TYPE_CHECKING:  # session.py imports this module, so these names are for type hints only
     from rlm_engine.config import RLMConfig
@@ -143,6 +144,11 @@ class SubCallHost:
         if replayed is not None:
             return replayed
         self.shared.emit("subcall_start", depth=self.depth, function=function)
+        too_long = oversized_prompt(prompt, model or self.shared.sub_client.model_name, function)
+        if too_long:  # certainly past the model's window: say what fits, pay nothing
+            call.error = call.response = too_long
+            self._log_call(call)
+            return call.response
         reason = self.shared.budget.reserve()
         if reason:
             finish = prompts.finish_hint(self.config.repl.finish_hint, self.depth)
@@ -158,7 +164,10 @@ class SubCallHost:
                     timeout=self.shared.budget.clamp(self.config.reply.timeout),
                 )
         except Exception as e:
-            call.error = call.response = f"Error: {function} failed: {type(e).__name__}: {e}"
+            if is_context_overflow(e):
+                call.error = call.response = overflow_message(prompt, e, function)
+            else:
+                call.error = call.response = f"Error: {function} failed: {type(e).__name__}: {e}"
         else:
             self._session.record_usage(resp, role="sub", depth=self.depth + 1)
             call.response, call.model = clean_text(resp.text), resp.model

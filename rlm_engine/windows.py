@@ -101,6 +101,39 @@ def window_from_error(error: BaseException) -> int | None:
     return int(number.replace(",", ""))
 
 
+#: Characters per token above which no real text goes (dense prose is ~4.5): a prompt
+#: longer than ``window * CERTAINLY_OVER`` characters cannot fit, whatever its tokenizer.
+CERTAINLY_OVER = 6.0
+
+
+def oversized_prompt(prompt: str, model: str | None, function: str) -> str | None:
+    """An error text for a sub-call prompt that cannot fit ``model``'s known window, or
+    None (unknown models and prompts that may fit are left to the provider)."""
+    window = known_window(model)
+    if window is None or len(prompt) <= window * CERTAINLY_OVER:
+        return None
+    fit = int(window * CHARS_PER_TOKEN * 0.9)
+    return (
+        f"Error: {function} prompt is {len(prompt):,} characters, far past the window of "
+        f"{model} ({window:,} tokens); no call was made. Split it: about {fit:,} characters "
+        "fit in one call."
+    )
+
+
+def overflow_message(prompt: str, error: BaseException, function: str) -> str:
+    """The REPL's error text when a provider refused a sub-call prompt as too long."""
+    window = window_from_error(error)
+    fit = (
+        f"about {int(window * CHARS_PER_TOKEN * 0.9):,} characters fit in one call"
+        if window
+        else "send a shorter prompt"
+    )
+    return (
+        f"Error: {function} prompt ({len(prompt):,} characters) is longer than the model's "
+        f"context window{f' ({window:,} tokens)' if window else ''}. Split it: {fit}."
+    )
+
+
 def _describe(error: BaseException) -> str:
     parts: list[Any] = [type(error).__name__, str(error)]
     for attr in ("code", "body", "message"):
@@ -114,5 +147,7 @@ __all__ = [
     "estimate_tokens",
     "is_context_overflow",
     "known_window",
+    "overflow_message",
+    "oversized_prompt",
     "window_from_error",
 ]

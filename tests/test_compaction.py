@@ -127,3 +127,27 @@ def test_a_root_that_builds_its_own_prompt_is_never_compacted(
     )
     assert res.status == "final"
     assert not [e for e in events if e["event"] == "compaction"]
+
+
+def test_a_sub_call_past_the_sub_models_window_says_what_fits(
+    scripted_model: ScriptedModel, scripted_server: ScriptedServer
+) -> None:
+    """Certainly too long for a known window: no call; refused by the provider: its window
+    in the REPL's error text. Either way the run goes on."""
+    scripted_model.add_rule(
+        lambda r: r.is_rlm_root,
+        [
+            "```repl\nbig = llm_query('x' * 900_000, model='gpt-4o')\nprint(big)\n```",
+            "```repl\nmid = llm_query('word ' * 2_000)\nprint(mid)\n```",
+            "FINAL(done)",
+        ],
+    )
+    scripted_server.context_window = 1_000  # tokens; the root's prompts stay under it
+    res = rlm_for(scripted_server, "openai").completion("c", "Try big prompts.")
+    assert res.status == "final"
+    first = res.iterations[0].code_blocks[0]
+    assert "no call was made" in first.stdout and "characters fit in one call" in first.stdout
+    assert not any(r.model == "gpt-4o" for r in scripted_server.stats.log)
+    second = res.iterations[1].code_blocks[0]
+    assert "longer than the model's context window (1,000 tokens)" in second.stdout
+    assert "about 3,150 characters fit" in second.stdout
