@@ -50,7 +50,7 @@ from rlm_integrations.langchain.conversations import (
     fingerprint,
     signature,
 )
-from rlm_integrations.langchain.messages import message_text
+from rlm_integrations.langchain.messages import MAX_INSTRUCTION_CHARS, message_text
 from rlm_integrations.langchain.options import RLMEngineOptions, generated_options
 from rlm_integrations.langchain.outcome import (
     answer_problem,
@@ -153,6 +153,9 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     max_output_retries: int = 2
     """Extra root turns to fix an answer that fails the schema or a required tool call."""
     max_query_chars: int = 4_000
+    max_instruction_chars: int = MAX_INSTRUCTION_CHARS
+    """System messages up to this length are instructions for the root; longer ones are
+    material (``additional_kwargs={"rlm": "instructions"|"context"}`` on a message wins)."""
     conversations: bool = True
     """Continue a conversation when a call's messages extend an earlier call's messages
     and answer (same context, same ``configurable`` thread): the same REPL, its variables
@@ -464,7 +467,9 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
         progress_cls: type[AsyncProgress] | type[SyncProgress],
         writer: Callable[[Any], None] | None,
     ) -> AIMessage:
-        request = rlm_request(messages, kwargs, self.context, self.max_query_chars)
+        request = rlm_request(
+            messages, kwargs, self.context, self.max_query_chars, self.max_instruction_chars
+        )
         keys = self._thread_keys(messages, kwargs) if self.conversations else None
         claimed = STORE.claim(*keys) if keys else None
         if claimed and not any(m.type == "human" for m in messages[len(claimed[1].transcript) :]):
@@ -543,7 +548,9 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
         conv = await STORE.conversation_for(thread, self.engine_config())
         new = messages[len(thread.transcript) :]
         call_kwargs = {k: v for k, v in kwargs.items() if k != "context"}
-        request = rlm_request(new, call_kwargs, None, self.max_query_chars)
+        request = rlm_request(
+            new, call_kwargs, None, self.max_query_chars, self.max_instruction_chars
+        )
         last_human = next((m for m in reversed(new) if m.type == "human"), None)
         question = message_text(last_human) if last_human is not None else None
         query = request.query

@@ -8,8 +8,13 @@ split:
   loop can continue. A human message longer than ``max_query_chars`` is treated as
   material instead (a pasted document with a question in it) and the root LM is told
   the task is inside the context.
-- **context**: everything else: earlier turns, long system messages, and any explicit
-  ``context`` given to the model or per call. One piece of material is passed as a
+- **context**: everything else: earlier turns, system messages that are material, and
+  any explicit ``context`` given to the model or per call.
+- **system messages** are instructions for the root, each added to the query, whatever
+  their length up to ``max_instruction_chars`` (20,000 characters by default: instructions
+  are rarely longer, pasted documents usually are); a longer one is material. A message
+  says what it is with ``additional_kwargs={"rlm": "instructions"}`` or
+  ``{"rlm": "context"}``, which wins over its length. One piece of material is passed as a
   string; several become a list of ``{"role", "content"}`` dicts; explicit context and
   conversation material together become ``{"context": ..., "messages": [...]}``.
 - With no material at all, the last human message is also the context (an RLM whose
@@ -117,12 +122,26 @@ def _since_last_human(
     return [ln for ln in lines if ln], overflow
 
 
+#: System messages up to this many characters are instructions (see the module docs).
+MAX_INSTRUCTION_CHARS = 20_000
+
+
+def is_instruction(message: BaseMessage, max_chars: int = MAX_INSTRUCTION_CHARS) -> bool:
+    """Whether a system message is an instruction for the root (else it is material)."""
+    if message.type != "system":
+        return False
+    marked = (message.additional_kwargs or {}).get("rlm")
+    if marked in ("instructions", "context"):
+        return bool(marked == "instructions")
+    return len(message_text(message)) <= max_chars
+
+
 def split_messages(
     messages: Sequence[BaseMessage],
     context: Any = None,
     *,
     max_query_chars: int = 4_000,
-    max_instruction_chars: int = 2_000,
+    max_instruction_chars: int = MAX_INSTRUCTION_CHARS,
 ) -> RLMInput:
     """Split a conversation into the REPL context and the root LM's query (module docs)."""
     messages = list(messages)
@@ -130,14 +149,10 @@ def split_messages(
     before = messages if last_human is None else messages[:last_human]
     after = [] if last_human is None else messages[last_human + 1 :]
 
-    systems = [m for m in before if m.type == "system"]
-    system_chars = sum(len(message_text(m)) for m in systems)
-    instructions = (
-        [message_text(m).strip() for m in systems]
-        if systems and system_chars <= max_instruction_chars
-        else []
-    )
-    material = [m for m in before if not (instructions and m.type == "system")]
+    instructions = [
+        message_text(m).strip() for m in before if is_instruction(m, max_instruction_chars)
+    ]
+    material = [m for m in before if not is_instruction(m, max_instruction_chars)]
 
     parts: list[str] = []
     if any(instructions):

@@ -17,7 +17,7 @@ from langchain_core.messages import BaseMessage
 from rlm_engine.environments import HostFunction
 from rlm_engine.inputs import EmptyInputError
 from rlm_engine.text import clean_value, is_blank
-from rlm_integrations.langchain.messages import split_messages
+from rlm_integrations.langchain.messages import MAX_INSTRUCTION_CHARS, split_messages
 from rlm_integrations.langchain.structured import OutputSchema
 from rlm_integrations.langchain.tools import ToolCallRequests, normalize_tool_choice, repl_tools
 
@@ -49,6 +49,7 @@ def rlm_request(
     kwargs: dict[str, Any],
     default_context: Any,
     max_query_chars: int,
+    max_instruction_chars: int = MAX_INSTRUCTION_CHARS,
 ) -> RLMRequest:
     """The RLM request for ``messages`` and the call's ``kwargs``.
 
@@ -63,7 +64,10 @@ def rlm_request(
             f"supported: {sorted(CALL_KWARGS)}"
         )
     rlm_in = split_messages(
-        list(messages), kwargs.get("context", default_context), max_query_chars=max_query_chars
+        list(messages),
+        kwargs.get("context", default_context),
+        max_query_chars=max_query_chars,
+        max_instruction_chars=max_instruction_chars,
     )
     # Checked here, before clients are built (the engine checks again when the session
     # opens): providers reject an empty ``messages`` list, and root turns over nothing

@@ -108,3 +108,21 @@ def test_template_text_is_plain_str() -> None:
 
 def test_empty_instructions_and_blank_question_make_no_query() -> None:
     assert split_messages([SystemMessage(""), HumanMessage(" \n")]).query is None
+
+
+def test_system_instructions_stay_instructions_up_to_the_limit() -> None:
+    rules = "Answer in French. " * 300  # 5,400 characters of instructions
+    r = split_messages([SystemMessage(rules), HumanMessage("Q?")], context="doc")
+    assert r.context == "doc"
+    assert r.query is not None and r.query.startswith("Instructions: Answer in French.")
+
+
+def test_a_message_can_say_what_it_is() -> None:
+    short_doc = SystemMessage("Revenue was 4.2M.", additional_kwargs={"rlm": "context"})
+    long_rules = SystemMessage(DOC, additional_kwargs={"rlm": "instructions"})
+    r = split_messages([short_doc, HumanMessage("Q?")])
+    assert r.context == "Revenue was 4.2M." and r.query == "Q?"
+    r = split_messages([long_rules, HumanMessage("Q?")], context="doc")
+    assert r.context == "doc" and r.query is not None and r.query.startswith("Instructions: word")
+    r = split_messages([SystemMessage(DOC), HumanMessage("Q?")], max_instruction_chars=30_000)
+    assert r.query is not None and r.query.startswith("Instructions: word")
