@@ -202,7 +202,9 @@ def _summary_line(res: RLMResult, limits: RunLimits) -> str:
     return (
         f"{res.status} · {len(res.iterations)} iterations · {calls} LM calls "
         f"({res.usage.root.calls} root, {res.usage.sub.calls} sub) · {tokens} tokens · "
-        f"{cost} · {fmt_seconds(res.duration)}" + (f" · models: {models}" if models else "")
+        f"{cost} · {fmt_seconds(res.duration)}"
+        + (f" · environment: {res.environment}" if res.environment else "")
+        + (f" · models: {models}" if models else "")
     )
 
 

@@ -89,9 +89,7 @@ class RLMLogger:
                     "sub_model": session.shared.sub_client.model_name,
                     "root_client": session.shared.root_client.describe(),
                     "sub_client": session.shared.sub_client.describe(),
-                    "environment": cfg.repl.environment
-                    if isinstance(cfg.repl.environment, str)
-                    else type(cfg.repl.environment).__name__,
+                    "environment": session.env.name,  # what ran ("auto" resolved)
                     "max_iterations": cfg.run.max_iterations,
                     "max_depth": cfg.run.max_depth,
                     "max_concurrency": cfg.run.max_concurrency,
