@@ -325,20 +325,13 @@ class Conversation:
         return session
 
     def _turn_state(self, query: str | None, sub_window: int) -> RLMState:
-        repl = self.config.repl
-        system = prompts.build_system_prompt(
-            can_recurse=self.config.run.max_depth > 1,
-            sub_window=sub_window,
-            tools_doc=repl.tools_doc,
-            template=repl.system_prompt,
-        )
         main = next((c for c in self.contexts if c.name == "context"), None)
         info = main.info if main else {}
         if main is not None and not self.turns and len(self.contexts) == 1:
             first_user = prompts.first_user_message(info, query)  # a first turn is a run
         else:
             first_user = turn_message(self.contexts, self.turns, query, self.history_variable)
-        return RLMState(query=query, context_info=info, system=system, first_user=first_user)
+        return RLMState.opening(self.config, info, first_user, query, sub_window=sub_window)
 
     def _history(self) -> list[dict[str, Any]]:
         out = []

@@ -6,9 +6,15 @@ block's text and to the whole turn, so a chatty cell can never flood the root's 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rlm_engine import prompts
 from rlm_engine.parsing import truncate_output
+from rlm_engine.text import clean_text
 from rlm_engine.types import CodeBlockResult, ExecResult, SubCall
+
+if TYPE_CHECKING:  # session.py imports this module
+    from rlm_engine.session import RLMSession
 
 
 def capped_block(code: str, r: ExecResult, calls: list[SubCall], limit: int) -> CodeBlockResult:
@@ -57,4 +63,21 @@ def turn_feedback(
     return prompts.repl_feedback(parts, index, remaining, finish)
 
 
-__all__ = ["block_feedback", "capped_block", "turn_feedback"]
+def reopen(session: RLMSession, feedback: str) -> bool:
+    """Reopen a run that reached a final answer, with ``feedback`` as the next user turn.
+
+    Integrations use it when an answer fails validation (a schema, a typed output field):
+    the same REPL and history go on, instead of a new run. Returns False when there is no
+    final answer to reopen. Grants one more iteration if the limit is hit.
+    """
+    st = session.state
+    if st.status != "final" or not st.iterations:
+        return False
+    st.iterations[-1].feedback = clean_text(feedback)
+    st.final_answer = st.status = st.error = st.partial_answer = None
+    if st.iteration >= session.config.run.max_iterations:
+        session.config = session.config.replace(max_iterations=st.iteration + 1)
+    return True
+
+
+__all__ = ["block_feedback", "capped_block", "reopen", "turn_feedback"]

@@ -23,7 +23,7 @@ from rlm_engine.clients import LMClient
 from rlm_engine.compaction import call_root
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.environments import Environment, make_environment
-from rlm_engine.feedback import block_feedback, capped_block, turn_feedback
+from rlm_engine.feedback import block_feedback, capped_block, reopen, turn_feedback
 from rlm_engine.inputs import prepare_input
 from rlm_engine.parsing import find_code_blocks, find_final
 from rlm_engine.partial_answer import PARTIAL_ANSWER_NAMES, best_partial_answer
@@ -96,18 +96,10 @@ class RLMSession:
         root_client = shared.root_client if depth == 0 else shared.sub_client
         if state is None:
             info = prompts.describe_context(context)
-            system = prompts.build_system_prompt(
-                can_recurse=depth + 1 < config.run.max_depth,
-                sub_window=shared.sub_client.context_chars,
-                tools_doc=config.repl.tools_doc,
-                template=config.repl.system_prompt,
-            )
-            state = RLMState(
-                query=query,
-                context_info=info,
-                system=clean_text(system),
-                first_user=prompts.first_user_message(info, query),
-                depth=depth,
+            first_user = prompts.first_user_message(info, query)
+            window = shared.sub_client.context_chars
+            state = RLMState.opening(
+                config, info, first_user, query, depth=depth, sub_window=window
             )
         env = make_environment(
             config.repl.environment, config.repl.environment_kwargs, verbose=config.observe.verbose
@@ -326,28 +318,16 @@ class RLMSession:
 
     # -- end of run ------------------------------------------------------------------------
     async def finish(self) -> RLMResult:
+        """End the run: its status settled, the best partial answer, the logged result."""
         st = self.state
-        if st.status is None:
-            st.status = "error"
-            st.error = st.error or "The run ended before reaching a final answer."
-        if st.status == "timeout" and st.error is None:
-            st.error = (
-                f"The completion ran past its run_timeout of {self.shared.budget.run_timeout:g} s."
-            )
+        st.settle(self.shared.budget.run_timeout)
         if st.status != "final" and st.partial_answer is None:
             partial = await best_partial_answer(self)
             st.partial_answer = None if partial is None else clean_text(partial)
-        result = RLMResult(
-            response=st.final_answer if st.status == "final" else None,
-            status=st.status,
-            usage=self.shared.usage,
-            iterations=list(st.iterations),
-            error=st.error,
-            partial_answer=st.partial_answer,
+        result = RLMResult.of(
+            st,
+            self.shared.usage,
             duration=time.perf_counter() - self._started,
-            run_id=st.run_id,
-            query=st.query,
-            context_info=st.context_info,
             warnings=subcall_warnings(st.iterations),
             environment=self.env.name,
         )
@@ -381,20 +361,9 @@ class RLMSession:
             return None
 
     def continue_with(self, feedback: str) -> bool:
-        """Reopen a run that reached a final answer, with ``feedback`` as the next user turn.
-
-        Integrations use it when an answer fails validation (a schema, a typed output
-        field): the same REPL and history go on, instead of a new run. Returns False when
-        there is no final answer to reopen. Grants one more iteration if the limit is hit.
-        """
-        st = self.state
-        if st.status != "final" or not st.iterations:
-            return False
-        st.iterations[-1].feedback = clean_text(feedback)
-        st.final_answer = st.status = st.error = st.partial_answer = None
-        if st.iteration >= self.config.run.max_iterations:
-            self.config = self.config.replace(max_iterations=st.iteration + 1)
-        return True
+        """Reopen a run that reached a final answer, with ``feedback`` as the next user turn
+        (an answer that failed validation); see :func:`rlm_engine.feedback.reopen`."""
+        return reopen(self, feedback)
 
     async def close(self) -> None:
         if not self._closed:

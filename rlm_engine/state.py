@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_engine.compaction import Compaction, history_messages
+from rlm_engine.config import RLMConfig
+from rlm_engine.prompts import build_system_prompt
+from rlm_engine.text import clean_text
 from rlm_engine.types import Iteration, Message, Status
 from rlm_engine.usage import Usage
 
@@ -44,6 +47,42 @@ class RLMState:
     #: The latest compaction of the root history (``rlm_engine.compaction``): iterations
     #: ``1..upto`` are replaced in ``messages()`` by ``summary``; None until one happens.
     compaction: dict[str, Any] | None = None
+
+    @classmethod
+    def opening(
+        cls,
+        config: RLMConfig,
+        info: dict[str, Any],
+        first_user: str,
+        query: str | None,
+        *,
+        depth: int = 0,
+        sub_window: int = 100_000,
+    ) -> RLMState:
+        """A new run's state: the root's system prompt for ``config`` at ``depth`` (the
+        sub model reads ``sub_window`` characters at once) and its opening message."""
+        system = build_system_prompt(
+            can_recurse=depth + 1 < config.run.max_depth,
+            sub_window=sub_window,
+            tools_doc=config.repl.tools_doc,
+            template=config.repl.system_prompt,
+        )
+        return cls(
+            query=query,
+            context_info=info,
+            system=clean_text(system),
+            first_user=first_user,
+            depth=depth,
+        )
+
+    def settle(self, run_timeout: float | None) -> None:
+        """At the end of a run: an unset status is an error, and every status but final
+        says why in ``error``."""
+        if self.status is None:
+            self.status = "error"
+            self.error = self.error or "The run ended before reaching a final answer."
+        if self.status == "timeout" and self.error is None:
+            self.error = f"The completion ran past its run_timeout of {run_timeout or 0:g} s."
 
     @property
     def iteration(self) -> int:
@@ -90,6 +129,33 @@ class RLMResult:
     #: Where the generated code ran ("sandbox", "subprocess", "local", ...): the default
     #: "auto" resolved to what this machine has.
     environment: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        state: RLMState,
+        usage: Usage,
+        *,
+        duration: float,
+        warnings: list[str],
+        environment: str,
+    ) -> RLMResult:
+        """The result of a settled run (``RLMState.settle``)."""
+        assert state.status is not None
+        return cls(
+            response=state.final_answer if state.status == "final" else None,
+            status=state.status,
+            usage=usage,
+            iterations=list(state.iterations),
+            error=state.error,
+            partial_answer=state.partial_answer,
+            duration=duration,
+            run_id=state.run_id,
+            query=state.query,
+            context_info=state.context_info,
+            warnings=warnings,
+            environment=environment,
+        )
 
     @property
     def answer(self) -> str | None:
