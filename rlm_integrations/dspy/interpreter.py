@@ -2,8 +2,9 @@
 
 ``dspy.RLM``, ``dspy.CodeAct`` and ``dspy.ProgramOfThought`` execute code through an
 interpreter made by ``interpreter_factory``; by default that is a Deno/Pyodide sandbox.
-``EngineInterpreterFactory("local" | "subprocess" | "sandbox" | "docker")`` makes them run in
-one of this project's REPLs instead: no Deno, the host's packages (numpy ...) where the
+``EngineInterpreterFactory(environment)`` (default ``"auto"``: sandbox, else subprocess;
+or ``"local"``, ``"subprocess"``, ``"sandbox"``, ``"docker"``) makes them run in one of this
+project's REPLs instead: no Deno, the host's packages (numpy ...) where the
 environment allows them, per-cell timeouts that keep the session alive.
 
 How the protocol maps onto an ``Environment``: DSPy tools (``llm_query``, the sandbox dspy
@@ -76,7 +77,7 @@ class EngineInterpreter:
         tools: dict[str, Callable[..., Any]] | None = None,
         output_fields: list[dict[str, Any]] | None = None,
         *,
-        environment: str | type[Environment] = "local",
+        environment: str | type[Environment] = "auto",
         environment_kwargs: dict[str, Any] | None = None,
         execution_timeout: float | None = None,
     ) -> None:
@@ -270,7 +271,7 @@ class EngineInterpreterFactory:
 
     def __init__(
         self,
-        environment: str | type[Environment] = "local",
+        environment: str | type[Environment] = "auto",
         environment_kwargs: dict[str, Any] | None = None,
         *,
         execution_timeout: float | None = None,

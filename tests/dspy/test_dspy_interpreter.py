@@ -45,7 +45,7 @@ def test_variables_are_injected_on_every_call(interp):
 
 def test_local_variables_are_shared_by_reference():
     data = [1, 2, 3]
-    with EngineInterpreter() as it:
+    with EngineInterpreter(environment="local") as it:  # by reference: only in-process
         it.execute("data.append(4)", variables={"data": data})
     assert data == [1, 2, 3, 4]
 
