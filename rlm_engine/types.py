@@ -27,6 +27,12 @@ class LMResponse:
     #: (Anthropic ``cache_creation_input_tokens``); ``cost`` prices them at cached rates.
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    #: The reply stopped at the reply cap (OpenAI ``finish_reason == "length"``, Anthropic
+    #: ``stop_reason == "max_tokens"``): it is cut, not complete.
+    truncated: bool = False
+    #: The server reported no usage (a stream without a usage chunk, an abandoned call):
+    #: the token counts are the client's estimate.
+    usage_estimated: bool = False
 
 
 @dataclass
