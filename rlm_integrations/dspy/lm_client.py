@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dspy
 from dspy.dsp.utils.settings import thread_local_overrides
-from dspy.utils.usage_tracker import track_usage
+from dspy.utils.exceptions import AdapterParseError
+from dspy.utils.usage_tracker import UsageTracker, track_usage
 
 from rlm_engine.clients.base import LMClient, compute_cost, price_for
 from rlm_engine.types import LMResponse, Message
@@ -51,21 +52,58 @@ class Measured:
     input_tokens: int = 0
     output_tokens: int = 0
     model: str | None = None
+    #: (input, output) tokens of each LM call, in order: a predictor call makes two when
+    #: the ChatAdapter falls back to the JSONAdapter.
+    calls: list[tuple[int, int]] = field(default_factory=list)
+
+    def split(self) -> tuple[list[Measured], Measured]:
+        """Every call but the last as its own ``Measured``, and the last: for clients that
+        count each LM call in the run's ledger, not each predictor call."""
+        if len(self.calls) < 2:
+            return [], self
+        *earlier, (i, o) = self.calls
+        head = [Measured(a, b, self.model, [(a, b)]) for a, b in earlier]
+        return head, Measured(i, o, self.model, [(i, o)])
 
 
-async def measured(call: Callable[[], Awaitable[T]]) -> tuple[T, Measured]:
-    """Await ``call()`` under a nested usage tracker; returns its result and its tokens."""
-    with track_usage() as tracker:
-        result = await call()
+class UnparsedReply(Exception):
+    """The LM answered but DSPy's adapter could not parse the reply.
+
+    The call's tokens were spent all the same: ``measured`` carries them, so the client
+    can count them in the run's usage before it reports the failure.
+    """
+
+    def __init__(self, error: AdapterParseError, measured: Measured) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.measured = measured
+
+
+def _tally(tracker: UsageTracker) -> Measured:
     m = Measured()
     for model, entries in tracker.usage_data.items():
         m.model = m.model or model
         for entry in entries:
-            m.input_tokens += int(entry.get("prompt_tokens") or entry.get("input_tokens") or 0)
-            m.output_tokens += int(
-                entry.get("completion_tokens") or entry.get("output_tokens") or 0
-            )
-    return result, m
+            i = int(entry.get("prompt_tokens") or entry.get("input_tokens") or 0)
+            o = int(entry.get("completion_tokens") or entry.get("output_tokens") or 0)
+            m.input_tokens += i
+            m.output_tokens += o
+            m.calls.append((i, o))
+    return m
+
+
+async def measured(call: Callable[[], Awaitable[T]]) -> tuple[T, Measured]:
+    """Await ``call()`` under a nested usage tracker; returns its result and its tokens.
+
+    A reply the adapter cannot parse raises ``UnparsedReply`` with the tokens of every LM
+    call made before the failure (the adapter's JSON fallback included).
+    """
+    with track_usage() as tracker:
+        try:
+            result = await call()
+        except AdapterParseError as e:
+            raise UnparsedReply(e, _tally(tracker)) from e
+    return result, _tally(tracker)
 
 
 def lm_name(lm: Any) -> str:

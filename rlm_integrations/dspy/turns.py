@@ -15,6 +15,7 @@ from typing import Any
 
 from rlm_engine.types import Iteration
 from rlm_integrations.dspy.history import describe_history
+from rlm_integrations.dspy.parse_failures import unparsed_feedback
 
 PREVIEW_CHARS = 400
 OUTPUT_CHARS = 8_000
@@ -82,6 +83,13 @@ def format_history(iterations: list[Iteration]) -> str:
         return "No turns yet: nothing has run in the REPL."
     parts = []
     for it in iterations:
+        unparsed = unparsed_feedback(it.response)
+        if unparsed is not None:  # the reply had no readable fields: say what was wrong
+            parts.append(
+                f"=== Turn {it.index} ===\nReasoning: (your reply could not be parsed)\n"
+                f"Code: (none)\nOutput:\n[format error] {unparsed}"
+            )
+            continue
         lines = [f"=== Turn {it.index} ===", f"Reasoning: {_reasoning_of(it.response)}"]
         if not it.code_blocks:
             lines.append("Code: (none)")

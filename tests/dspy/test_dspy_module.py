@@ -116,10 +116,14 @@ def test_run_out_of_turns_uses_the_extract_predictor(dspy_model, with_root_lm):
 
 
 def test_root_lm_failure_raises_an_actionable_error(dspy_model, with_root_lm):
+    """An LM that never writes the DSPy format: fed back each turn, then a clear error
+    (tests/dspy/test_dspy_parse_failures.py covers the turns in between)."""
     dspy_model.add_rule(lambda req: True, "this is not in any DSPy format")
     with pytest.raises(RLMRunError, match="status 'error'") as info:
-        RLMModule(Vault, max_iterations=2)(document="short", question="How many?")
+        RLMModule(Vault, max_iterations=5)(document="short", question="How many?")
     assert info.value.result is not None and info.value.result.status == "error"
+    assert "root replies in a row could not be parsed" in str(info.value)
+    assert "dspy.configure(adapter=" in str(info.value)  # says what to do
 
 
 def test_inputs_and_signatures_are_checked():
