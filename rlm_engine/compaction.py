@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rlm_engine.roles import append_message, append_user
 from rlm_engine.types import Iteration, LMResponse, Message
 from rlm_engine.windows import (
     CHARS_PER_TOKEN,
@@ -84,7 +85,10 @@ class Compaction:
 def history_messages(
     system: str, first_user: str, iterations: list[Iteration], compaction: Compaction | None
 ) -> list[Message]:
-    """The root's prompt: system, opening message, the latest summary, later iterations."""
+    """The root's prompt: system, opening message, the latest summary, later iterations.
+
+    Roles alternate (``rlm_engine.roles``): an iteration without feedback (a reopened
+    final one has it again) never leaves two assistant turns in a row."""
     msgs: list[Message] = [
         {"role": "system", "content": system},
         {"role": "user", "content": first_user},
@@ -102,9 +106,9 @@ def history_messages(
         )
         start = compaction.upto
     for it in iterations[start:]:
-        msgs.append({"role": "assistant", "content": it.response})
+        append_message(msgs, "assistant", it.response)
         if it.feedback:
-            msgs.append({"role": "user", "content": it.feedback})
+            append_user(msgs, it.feedback)
     return msgs
 
 
@@ -166,7 +170,7 @@ async def _root_summary(session: RLMSession, upto: int, previous: Compaction | N
     """The root's own summary of iterations 1..upto, or None if it cannot give one."""
     st, budget = session.state, session.shared.budget
     msgs = history_messages(st.system, st.first_user, st.iterations[:upto], previous)
-    msgs.append({"role": "user", "content": COMPACTION_REQUEST})
+    append_user(msgs, COMPACTION_REQUEST)  # after the last feedback: one user turn
     if estimate_tokens(msgs) > root_window(session):
         return None  # the request itself would not fit
     if budget.timed_out() or budget.reserve() is not None:

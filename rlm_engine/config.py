@@ -48,6 +48,11 @@ DEFAULT_MAX_COST = 25.0
 #: Default bound of one LM request, retries included: a stalled or trickling server cannot
 #: hold a call longer than this (generous for long reasoning replies).
 DEFAULT_REQUEST_TIMEOUT = 300.0
+#: Default cap on one LM reply, root turns and sub-call answers alike: far more than a code
+#: turn or a sub-call answer needs, so a model that never stops is cut within minutes (a
+#: weak model on llama.cpp wrote 7,527 tokens in one turn, about 5 minutes, until the
+#: server's window ended the run). A cut reply is flagged and the root is told so.
+DEFAULT_MAX_REPLY_TOKENS = 8_192
 
 
 def option(default: Any = None, doc: str = "", *, factory: Any = None) -> Any:
@@ -102,7 +107,10 @@ class ReplyLimits:
     """Limits of one LM reply or request, root turns and sub-calls alike."""
 
     max_tokens: int | None = option(
-        None, "cap on the tokens of each LM reply (not the run: see max_total_tokens)"
+        DEFAULT_MAX_REPLY_TOKENS,
+        "cap on the tokens of each LM reply, root turns and sub-calls (a cut reply is "
+        "flagged and the root told so; None: the server's own limit; not the run: see "
+        "max_total_tokens)",
     )
     timeout: float | None = option(
         DEFAULT_REQUEST_TIMEOUT,

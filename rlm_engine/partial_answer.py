@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rlm_engine import prompts
 from rlm_engine.environments import Environment
 from rlm_engine.parsing import find_final
+from rlm_engine.roles import append_user
 
 if TYPE_CHECKING:  # session.py imports this module
     from rlm_engine.session import RLMSession
@@ -36,8 +37,9 @@ _FINAL_ANSWER_REQUEST: ContextVar[bool] = ContextVar("rlm_final_answer_request",
 def is_final_answer_request() -> bool:
     """True inside the root call that asks for a last answer after ``max_iterations``.
 
-    Read it from ``LMClient.acomplete``: the request's last message is then
-    ``prompts.FINAL_ANSWER_REQUEST`` and its reply is read as text (``FINAL(...)``).
+    Read it from ``LMClient.acomplete``: the request's last (user) message then ends
+    with ``prompts.FINAL_ANSWER_REQUEST``, joined to the last REPL feedback, and its
+    reply is read as text (``FINAL(...)``).
     """
     return _FINAL_ANSWER_REQUEST.get()
 
@@ -69,7 +71,8 @@ async def best_partial_answer(session: RLMSession) -> str | None:
         and not budget.timed_out()
         and budget.reserve() is None
     ):
-        msgs = st.messages() + [{"role": "user", "content": prompts.FINAL_ANSWER_REQUEST}]
+        # Joined to the last REPL feedback: strict chat templates refuse two user turns.
+        msgs = append_user(st.messages(), prompts.FINAL_ANSWER_REQUEST)
         try:
             with final_answer_request():
                 resp = await session.root_client.acomplete(

@@ -170,6 +170,28 @@ def no_code_message(finish: str | None = None) -> str:
 NO_CODE_MESSAGE = no_code_message()
 
 
+def truncated_reply_message(tokens: int, ran: int, finish: str | None = None) -> str:
+    """The note for a root reply cut at the reply cap (``ReplyLimits.max_tokens`` or the
+    server's own): not "no code" but too long. The ``ran`` complete blocks before the cut
+    did run; an unfinished block, or a FINAL the cut may have clipped, did not."""
+    done = (
+        f"; the {ran} complete code block{'s' if ran != 1 else ''} before it ran (output above)"
+        if ran
+        else ""
+    )
+    return (
+        f"Your reply was cut off at the reply cap of {tokens:,} tokens. The unfinished code "
+        f"block (or FINAL) at the end did not run{done}. Write shorter steps: one small "
+        f"```repl block per reply, print only what you need, and {finish or FINISH_HINT} "
+        "in a short reply when you have the answer."
+    )
+
+
+def truncated_answer_note(tokens: int) -> str:
+    """Appended to a sub-call answer cut at the reply cap, so the code that asked sees it."""
+    return f"\n[cut at the reply cap of {tokens:,} tokens]"
+
+
 def missing_variable_message(
     name: str, variables: dict[str, str], finish: str | None = None
 ) -> str:

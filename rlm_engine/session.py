@@ -184,6 +184,7 @@ class RLMSession:
             "output_tokens": resp.output_tokens,
             "cost": resp.cost,
             "latency": time.perf_counter() - started,
+            "truncated": resp.truncated,  # cut at the reply cap: execute says so
         }
         self.shared.emit(
             "root_response",
@@ -192,6 +193,7 @@ class RLMSession:
             text=text,
             input_tokens=resp.input_tokens,
             output_tokens=resp.output_tokens,
+            truncated=resp.truncated,
         )
         return text
 
@@ -208,7 +210,13 @@ class RLMSession:
         meta = st.pending_usage or {}
         blocks, final = await self._run_blocks(response, index)
         note = None
-        if final is None:
+        if final is None and meta.get("truncated"):
+            # Cut at the reply cap: only its complete blocks ran; a FINAL in the text may be
+            # clipped (or an unclosed block's FINAL( call), so the root is asked again.
+            cut_at = meta.get("output_tokens") or self.config.reply.max_tokens or 0
+            finish = prompts.finish_hint(self.config.repl.finish_hint, self.depth)
+            note = prompts.truncated_reply_message(cut_at, len(blocks), finish)
+        elif final is None:
             final, note = await self._final_directive(response, blocks)
         it = Iteration(
             index=index,

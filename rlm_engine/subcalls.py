@@ -101,6 +101,7 @@ class SubCallHost:
             prompt=call.prompt[:200],
             response=call.response[:200],
             error=call.error,
+            truncated=call.truncated,
             input_tokens=call.input_tokens,
             output_tokens=call.output_tokens,
             latency=call.latency,
@@ -171,6 +172,10 @@ class SubCallHost:
         else:
             self._session.record_usage(resp, role="sub", depth=self.depth + 1)
             call.response, call.model = clean_text(resp.text), resp.model
+            if resp.truncated:  # the code that asked must not take a cut answer as whole
+                call.truncated = True
+                cut_at = resp.output_tokens or self.config.reply.max_tokens or 0
+                call.response += prompts.truncated_answer_note(cut_at)
             call.input_tokens, call.output_tokens, call.cost = (
                 resp.input_tokens,
                 resp.output_tokens,

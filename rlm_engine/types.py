@@ -54,6 +54,7 @@ class SubCall:
     prompt_sha: str = ""  # identifies the prompt for replay after a crash
     # For rlm_query: the child's trajectory (its iterations), so viewers can nest it.
     children: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False  # the answer was cut at the reply cap (and says so at its end)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

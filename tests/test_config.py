@@ -325,7 +325,9 @@ def test_reply_options_reach_named_clients_only() -> None:
     assert sub["model_name"] == "sub-m" and sub["pricing"] == (3, 4)
     root_client, sub_client = make_clients(config)
     assert root_client is not sub_client
-    assert root_client.completion_kwargs["max_tokens"] == 50  # type: ignore[attr-defined]
+    # The openai client holds the cap itself (sent as max_tokens or max_completion_tokens).
+    cap = getattr(root_client, "max_tokens", None)
+    assert (cap or root_client.completion_kwargs.get("max_tokens")) == 50  # type: ignore[attr-defined]
     # A ready chat model keeps its own settings; only the model name reaches it.
     chat_root, chat_sub = make_clients(RLMConfig(backend=FAKE_LLM, max_tokens=50))
     assert chat_root is chat_sub

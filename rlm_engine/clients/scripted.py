@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 class ScriptedClient(LMClient):
     """The scripted model as a client.
 
-    ``base_url``, ``api_key``, ``temperature``, ``max_tokens``, ``timeout`` and
-    ``max_retries`` are accepted so that the options every backend given by name receives
-    work here too; an in-process model has no server, sampling or retries, so they are
-    ignored. Any other keyword is a ``TypeError``.
+    ``base_url``, ``api_key``, ``temperature``, ``timeout`` and ``max_retries`` are
+    accepted so that the options every backend given by name receives work here too; an
+    in-process model has no server, sampling or retries, so they are ignored.
+    ``max_tokens`` caps each reply as an API does: a reply cut there is ``truncated``.
+    Any other keyword is a ``TypeError``.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class ScriptedClient(LMClient):
 
         self.model_name = model_name or "scripted-root"
         self.model = model or ScriptedModel()
+        self.max_tokens = max_tokens
         self._pricing = pricing
         self.context_chars = 100_000
 
@@ -54,7 +56,7 @@ class ScriptedClient(LMClient):
         from rlm_engine.scripted import Request
 
         name = model or self.model_name
-        req = Request(messages=messages, model=name)
+        req = Request(messages=messages, model=name, max_tokens=self.max_tokens)
         reply = self.model.respond(req)
         inp, out = self.model.usage_for(req, reply)
         return LMResponse(
@@ -63,6 +65,7 @@ class ScriptedClient(LMClient):
             input_tokens=inp,
             output_tokens=out,
             cost=compute_cost(price_for(name, self._pricing), inp, out),
+            truncated=reply.finish_reason == "length",
         )
 
     def describe(self) -> dict[str, Any]:

@@ -50,6 +50,12 @@ class ScriptedServer:
     Use as a context manager or call ``start()``/``stop()``. ``base_url`` is for the
     OpenAI SDK (it ends in ``/v1``); ``url`` is for the Anthropic SDK, which adds
     ``/v1/messages`` itself. ``latency`` delays every completion, in seconds.
+
+    Behaviours of real local servers, off by default: ``strict_roles`` refuses two
+    consecutive messages of one role with the 400 a strict chat template gives on vLLM or
+    llama.cpp; ``max_reply_tokens`` caps every reply on the server's side (llama.cpp's
+    ``n_predict``), whatever the request asks, reporting ``finish_reason: "length"``
+    (Anthropic ``stop_reason: "max_tokens"``).
     """
 
     def __init__(
@@ -60,8 +66,16 @@ class ScriptedServer:
         latency: float = 0.0,
         models: Iterable[str] | None = None,
         context_window: int | None = None,
+        strict_roles: bool = False,
+        max_reply_tokens: int | None = None,
     ) -> None:
+        if max_reply_tokens is not None and max_reply_tokens < 1:
+            raise ValueError(f"max_reply_tokens must be >= 1, got {max_reply_tokens}")
         self.model = model or ScriptedModel()
+        #: Refuse requests whose roles do not alternate (``wire.check_alternation``).
+        self.strict_roles = strict_roles
+        #: Server-side cap on every reply's tokens (None: only the request's own cap).
+        self.max_reply_tokens = max_reply_tokens
         #: Prompt tokens a completion may have (None: no limit). Longer prompts get the
         #: provider's own 400 context-length error, in the API's wire format.
         self.context_window = context_window
@@ -310,6 +324,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"input_tokens": prompt_tokens})
             return
 
+        if app.strict_roles:
+            refusal = wire.alternation_error(req)
+            if refusal is not None:
+                rec.fault = "roles"
+                self._send_error(api, 400, refusal)
+                return
+        if app.max_reply_tokens is not None:  # n_predict: the server's cap wins if lower
+            asked = req.max_tokens or app.max_reply_tokens
+            req.max_tokens = min(asked, app.max_reply_tokens)
+
         if app.context_window is not None:
             prompt_tokens, _ = app.model.usage_for(req, Reply())
             if prompt_tokens > app.context_window:
@@ -341,6 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         rec.prompt_tokens, rec.completion_tokens = usage
+        rec.finish_reason = reply.finish_reason
         rec.cached_tokens, rec.cache_write_tokens = req.cache
         if req.stream:
             self._stream(api, req, reply, usage)
@@ -502,6 +527,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TOKENS",
         help="reject prompts longer than this with the provider's context-length error",
     )
+    parser.add_argument(
+        "--strict-roles",
+        action="store_true",
+        help="refuse two consecutive messages of one role with a 400, like a strict chat "
+        "template on vLLM or llama.cpp",
+    )
+    parser.add_argument(
+        "--max-reply-tokens",
+        type=int,
+        metavar="TOKENS",
+        help="cap every reply at this many tokens on the server's side (llama.cpp's "
+        "n_predict), reporting finish_reason 'length' / stop_reason 'max_tokens'",
+    )
     args = parser.parse_args(argv)
     model = ScriptedModel(skills=not args.bare)
     server = ScriptedServer(
@@ -511,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
         models=args.models,
         context_window=args.context_window,
+        strict_roles=args.strict_roles,
+        max_reply_tokens=args.max_reply_tokens,
     )
     server.verbose = not args.quiet
     with server:

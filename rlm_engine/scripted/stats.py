@@ -35,7 +35,11 @@ class RequestRecord:
     cache_write_tokens: int = 0
     completion_tokens: int = 0
     last_user: str = ""
+    #: ``fault`` is also "roles" (refused by ``strict_roles``) or "context_length".
     fault: str | None = None
+    #: How the reply ended, in the model's terms: stop | length (cut at a cap) | tool_calls
+    #: | stop_sequence ("" unless the model answered).
+    finish_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

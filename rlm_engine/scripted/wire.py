@@ -84,6 +84,39 @@ def _check_content(content: Any, where: str, allow_none: bool) -> None:
     _require(ok, f"{where}.content must be a string or a list of content parts", where)
 
 
+#: What a strict chat template (Mistral, Llama 2, Gemma and others in vLLM or llama.cpp)
+#: raises for roles that do not alternate; the servers answer it with a 400.
+ALTERNATION_ERROR = "Conversation roles must alternate user/assistant/user/assistant/..."
+
+
+def alternation_error(req: Request) -> str | None:
+    """The refusal a strict chat template gives ``req``, or None when it passes.
+
+    As those templates check: after the leading system messages, turns alternate user,
+    assistant, user, ... starting with user. Tool results (OpenAI ``tool`` messages,
+    Anthropic ``tool_result`` blocks) stand on the user's side: several in a row, or
+    with the text of the same Anthropic user turn, count as one turn.
+    """
+    roles = [str(m.get("role")) for m in req.messages]
+    while roles and roles[0] in ("system", "developer"):
+        roles.pop(0)
+    user_side = ("user", "tool", "function")
+    turns: list[str] = []
+    for role in roles:
+        prev = turns[-1] if turns else None
+        if prev in user_side and role in user_side and "user" not in (prev, role):
+            continue  # several tool results in a row
+        if prev in user_side and role in user_side and prev != role:
+            turns[-1] = "tool"  # an Anthropic user turn: tool results, then text
+            continue
+        turns.append(role)
+    for i, role in enumerate(turns):
+        expected = ("user", "tool") if i % 2 == 0 else ("assistant",)
+        if role not in expected:
+            return f"{ALTERNATION_ERROR} (message {i} of the conversation is {role!r})"
+    return None
+
+
 # --- OpenAI chat completions ---------------------------------------------------------
 
 

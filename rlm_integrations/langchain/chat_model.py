@@ -39,7 +39,12 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from rlm_engine.aio import run_sync
 from rlm_engine.clients import LMClient
 from rlm_engine.clients.configured import make_clients
-from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT, RLMConfig, make_config
+from rlm_engine.config import (
+    DEFAULT_MAX_REPLY_TOKENS,
+    DEFAULT_REQUEST_TIMEOUT,
+    RLMConfig,
+    make_config,
+)
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
 from rlm_integrations.langchain.client import model_name_of
@@ -133,7 +138,7 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     )
     backend: str = "openai"
     """Engine backend by name (openai, anthropic, scripted, or a registered one)."""
-    max_tokens: int | None = Field(default=None, alias="max_completion_tokens")
+    max_tokens: int | None = Field(default=DEFAULT_MAX_REPLY_TOKENS, alias="max_completion_tokens")
     """Cap on each LM reply (root turns and sub-calls); the run's: ``max_total_tokens``."""
     timeout: float | None = Field(default=DEFAULT_REQUEST_TIMEOUT, alias="request_timeout")
     """Seconds per LM request; the whole completion's: ``run_timeout``."""
