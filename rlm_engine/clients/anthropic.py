@@ -2,11 +2,19 @@
 
 ``timeout`` is a total deadline per call, retries and a slowly arriving body included
 (``rlm_engine.clients.deadline``); errors name the server's URL.
+
+Every request is a stream (``rlm_engine.clients.streaming``): a call abandoned at its
+deadline, cancelled or stopped by a budget closes its stream, and the API stops
+generating it. Usage comes from ``message_start`` (input, cache) and ``message_delta``
+(output); what an abandoned stream never reported is estimated and marked so.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict
 
 import anthropic
@@ -16,6 +24,7 @@ from rlm_engine.clients.base import (
     SDK_FAILURES,
     LMClient,
     Pricing,
+    alternate_roles,
     cache_rates_for,
     compute_cost,
     price_for,
@@ -23,6 +32,12 @@ from rlm_engine.clients.base import (
     shared_ssl_context,
 )
 from rlm_engine.clients.deadline import enforce_sync_deadlines, sync_deadline, within_deadline
+from rlm_engine.clients.streaming import (
+    attach_partial_usage,
+    estimate_tokens,
+    is_event_stream,
+    sent_chars,
+)
 from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
 from rlm_engine.types import LMResponse, Message
 
@@ -33,15 +48,57 @@ if TYPE_CHECKING:
 def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
     """Anthropic takes the system prompt as a parameter and wants alternating turns."""
     system = "\n\n".join(str(m["content"]) for m in messages if m["role"] == "system")
-    turns: list[Message] = []
-    for m in messages:
-        if m["role"] == "system":
-            continue
-        if turns and turns[-1]["role"] == m["role"]:
-            turns[-1] = {"role": m["role"], "content": f"{turns[-1]['content']}\n\n{m['content']}"}
-        else:
-            turns.append({"role": m["role"], "content": m["content"]})
-    return system, turns
+    turns = [
+        {"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"
+    ]
+    return system, alternate_roles(turns)
+
+
+class _Reply:
+    """A streamed message as it arrives: text, stop reason, model and reported usage."""
+
+    def __init__(self, model: str, prompt_chars: int) -> None:
+        self.model = model
+        self.prompt_chars = prompt_chars
+        self.pieces: list[str] = []
+        self.stop_reason: str | None = None
+        self.usage: dict[str, int] = {}  # what message_start / message_delta reported
+        self.complete = False  # message_delta (the final usage) arrived
+
+    def add(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self.model = event.message.model or self.model
+            self._usage(event.message.usage)
+        elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
+            self.pieces.append(event.delta.text)
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            self._usage(event.usage)
+            self.complete = True
+
+    def add_all(self, events: Iterable[Any]) -> None:
+        for event in events:
+            self.add(event)
+
+    def add_message(self, msg: AnthropicMessage) -> None:
+        """A whole message (a server that ignored ``stream``)."""
+        self.model = msg.model or self.model
+        self.pieces = [getattr(b, "text", "") for b in msg.content if b.type == "text"]
+        self.stop_reason = msg.stop_reason
+        self._usage(msg.usage)
+        self.complete = True
+
+    def _usage(self, usage: Any) -> None:
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ):
+            value = getattr(usage, name, None)
+            if isinstance(value, int):
+                self.usage[name] = value
 
 
 def cache_breakpoints(system: str, turns: list[Message]) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -151,23 +208,36 @@ class AnthropicClient(LMClient):
             kw["timeout"] = timeout
         return kw
 
-    def _to_response(self, msg: AnthropicMessage, model: str) -> LMResponse:
-        text = "".join(getattr(b, "text", "") for b in msg.content if b.type == "text")
-        u = msg.usage
-        read = getattr(u, "cache_read_input_tokens", 0) or 0
-        written = getattr(u, "cache_creation_input_tokens", 0) or 0
-        inp = (u.input_tokens or 0) + read + written  # Anthropic's input_tokens excludes both
-        out = u.output_tokens or 0
+    def _to_response(self, reply: _Reply) -> LMResponse:
+        """The reply as an LMResponse; what the server did not report is estimated."""
+        u, model = reply.usage, reply.model
+        text = "".join(reply.pieces)
+        read = u.get("cache_read_input_tokens", 0)
+        written = u.get("cache_creation_input_tokens", 0)
+        if "input_tokens" in u:  # Anthropic's input_tokens excludes both cache counts
+            inp = u["input_tokens"] + read + written
+        else:
+            inp = estimate_tokens(reply.prompt_chars)
+        out = u.get("output_tokens", 0)
+        if not reply.complete:  # message_start's output count is a placeholder
+            out = max(out, estimate_tokens(len(text)))
         prices, rates = price_for(model, self._pricing), cache_rates_for(model)
         return LMResponse(
             text=text,
-            model=msg.model or model,
+            model=model,
             input_tokens=inp,
             output_tokens=out,
             cost=compute_cost(prices, inp, out, read, written, rates),
             cached_input_tokens=read,
             cache_write_tokens=written,
+            truncated=reply.stop_reason == "max_tokens",
+            usage_estimated=not reply.complete or "input_tokens" not in u,
         )
+
+    def _whole(self, body: bytes, reply: _Reply) -> LMResponse:
+        """A server that ignored ``stream`` answered with one JSON message."""
+        reply.add_message(AnthropicMessage.model_validate(json.loads(body)))
+        return self._to_response(reply)
 
     def _reraise(self, e: Exception, bound: float | None) -> NoReturn:
         raise_explained(e, self.url, bound, sdk=anthropic)
@@ -181,9 +251,27 @@ class AnthropicClient(LMClient):
     async def _acomplete(
         self, messages: list[Message], model: str | None, timeout: float | None
     ) -> LMResponse:
+        """One streamed request; abandoned (cancelled, timed out, failed), its stream is
+        closed so the server stops, and the exception carries the usage estimate."""
         kw = self._kwargs(messages, model, timeout)
+        reply = _Reply(kw["model"], sent_chars(messages))
         try:
-            return self._to_response(await self._async.messages.create(**kw), kw["model"])
+            try:
+                stream = await self._async.messages.create(**kw, stream=True)
+            except asyncio.CancelledError as e:  # sent, perhaps being answered
+                attach_partial_usage(e, self._to_response(reply))
+                raise
+            try:
+                if not is_event_stream(stream.response.headers):
+                    return self._whole(await stream.response.aread(), reply)
+                async for event in stream:
+                    reply.add(event)
+            except BaseException as e:
+                attach_partial_usage(e, self._to_response(reply))
+                raise
+            finally:
+                await stream.close()
+            return self._to_response(reply)
         except (anthropic.APIConnectionError, *SDK_FAILURES) as e:
             self._reraise(e, timeout)
 
@@ -192,9 +280,20 @@ class AnthropicClient(LMClient):
     ) -> LMResponse:
         bound = timeout if timeout is not None else self.timeout
         kw = self._kwargs(messages, model, bound)
+        reply = _Reply(kw["model"], sent_chars(messages))
         with sync_deadline(bound, self.where):
             try:
-                return self._to_response(self._sync.messages.create(**kw), kw["model"])
+                stream = self._sync.messages.create(**kw, stream=True)
+                try:
+                    if not is_event_stream(stream.response.headers):
+                        return self._whole(stream.response.read(), reply)
+                    reply.add_all(stream)
+                except BaseException as e:
+                    attach_partial_usage(e, self._to_response(reply))
+                    raise
+                finally:
+                    stream.close()
+                return self._to_response(reply)
             except (anthropic.APIConnectionError, *SDK_FAILURES) as e:
                 self._reraise(e, bound)
 

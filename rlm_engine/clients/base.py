@@ -142,6 +142,42 @@ def raise_explained(
     raise better from e
 
 
+def alternate_roles(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with consecutive messages of one role merged into one.
+
+    Many open models' chat templates (vLLM, llama.cpp) refuse ``user, user`` with
+    "Conversation roles must alternate", and Anthropic refuses it too; merging (texts joined
+    by a blank line) keeps every word and satisfies them all. Only plain role/content
+    messages merge: a tool result or a message with tool calls keeps its own turn.
+    """
+    out: list[Message] = []
+    for m in messages:
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and prev.get("role") == m.get("role")
+            and set(prev) <= {"role", "content"}
+            and set(m) <= {"role", "content"}
+        ):
+            out[-1] = {"role": m["role"], "content": _joined(prev.get("content"), m.get("content"))}
+        else:
+            out.append(m)
+    return out
+
+
+def _joined(first: Any, second: Any) -> Any:
+    """Two message contents as one: text joined by a blank line, else content parts."""
+    if isinstance(first, str | None) and isinstance(second, str | None):
+        return "\n\n".join(part for part in (first, second) if part)
+
+    def parts(content: Any) -> list[Any]:
+        if isinstance(content, list):
+            return list(content)
+        return [{"type": "text", "text": content}] if content else []
+
+    return parts(first) + parts(second)
+
+
 #: What a client translates with :func:`explained` (the SDK's errors and bodies not JSON).
 SDK_FAILURES = (json.JSONDecodeError, UnicodeDecodeError)
 

@@ -34,6 +34,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def _partial_usage(error: BaseException) -> Any:
+    from rlm_engine.clients.streaming import partial_usage
+
+    return partial_usage(error)
+
+
 class RequestTimeoutError(TimeoutError):
     """An LM request (retries included) did not complete within its ``timeout``.
 
@@ -48,6 +54,8 @@ class RequestTimeoutError(TimeoutError):
         )
         self.seconds = seconds
         self.where = where
+        #: The usage of the abandoned request (an ``LMResponse``), when its client knew it.
+        self.partial_usage: Any = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,13 @@ async def within_deadline(request: Awaitable[T], seconds: float | None, where: s
     try:
         async with bound:
             return await request
-    except TimeoutError:
+    except TimeoutError as e:
         if bound.expired():
-            raise RequestTimeoutError(seconds, where) from None
+            error = RequestTimeoutError(seconds, where)
+            # The abandoned request's usage (the streaming clients attach it to the
+            # cancellation): the server worked on it, so the run must still count it.
+            error.partial_usage = _partial_usage(e)
+            raise error from None
         raise
 
 

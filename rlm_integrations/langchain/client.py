@@ -25,7 +25,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import RunnableBinding, RunnableConfig
 
 from rlm_engine.clients import register_adapter, register_backend
-from rlm_engine.clients.base import LMClient, cache_rates_for, compute_cost, price_for
+from rlm_engine.clients.base import (
+    LMClient,
+    alternate_roles,
+    cache_rates_for,
+    compute_cost,
+    price_for,
+)
 from rlm_engine.clients.deadline import within_deadline
 from rlm_engine.types import LMResponse, Message
 
@@ -144,7 +150,8 @@ class LangChainClient(LMClient):
         self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
     ) -> LMResponse:
         chat_model, name = self._model_for(model)
-        lc_messages = to_langchain_messages(messages)
+        # Strict chat templates refuse two messages of one role in a row: merge them.
+        lc_messages = to_langchain_messages(alternate_roles(messages))
         # The engine passes its per-request bound (default 300 s): a total deadline, since
         # the chat model's own HTTP timeout restarts on every byte a slow server sends.
         reply = await within_deadline(
@@ -173,6 +180,7 @@ class LangChainClient(LMClient):
             cost=compute_cost(prices, inp, out, read, written, rates),
             cached_input_tokens=read,
             cache_write_tokens=written,
+            truncated=is_truncated(meta),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -181,6 +189,24 @@ class LangChainClient(LMClient):
             "chat_model": type(self.chat_model).__name__,
             "model": self.model_name,
         }
+
+
+#: How chat models say a reply stopped at its cap, by ``response_metadata`` key: OpenAI
+#: (``finish_reason``), Anthropic (``stop_reason``), Gemini (``finish_reason``, upper
+#: case), Ollama (``done_reason``).
+_TRUNCATED = {
+    "finish_reason": ("length", "max_tokens"),
+    "stop_reason": ("max_tokens",),
+    "done_reason": ("length",),
+}
+
+
+def is_truncated(response_metadata: Mapping[str, Any]) -> bool:
+    """Whether a chat model's reply was cut at its reply cap."""
+    return any(
+        str(response_metadata.get(key) or "").lower() in values
+        for key, values in _TRUNCATED.items()
+    )
 
 
 def with_model(chat_model: BaseChatModel, model: str) -> BaseChatModel:
