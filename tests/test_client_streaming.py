@@ -371,3 +371,27 @@ def test_the_langchain_client_merges_roles_and_reads_truncation() -> None:
     for sent in model.seen:
         assert [m.type for m in sent] == ["system", "human"]
         assert sent[1].content == "feedback\n\ngive your best final answer"
+
+
+def test_a_server_that_refuses_stream_options_is_asked_again_without() -> None:
+    """Older Azure API versions and some proxies answer ``stream_options`` with a 400. The
+    server is an httpx MockTransport (no request leaves the machine) refusing it."""
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if "stream_options" in body:
+            error = {"error": {"message": "Unrecognized request argument: stream_options"}}
+            return httpx2.Response(400, json=error)
+        headers = {"content-type": "text/event-stream"}
+        return httpx2.Response(200, headers=headers, content=_openai_sse(body))
+
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    client = OpenAIClient("m", "http://proxy.invalid/v1", "k", http_client=http, max_retries=0)
+    msgs = [{"role": "user", "content": "hi there"}]
+    first = asyncio.run(client.acomplete(msgs))
+    second = asyncio.run(client.acomplete(msgs))
+    assert first.text == second.text == "ok"
+    assert first.usage_estimated and first.input_tokens == estimate_tokens(8)
+    assert ["stream_options" in b for b in bodies] == [True, False, False]  # asked once

@@ -193,6 +193,9 @@ class OpenAIClient(LMClient):
         self.max_tokens = max_tokens
         self.cap_name = "max_completion_tokens" if is_openai_api(self.url) else "max_tokens"
         self.completion_kwargs = completion_kwargs
+        #: Ask for the stream's usage chunk; off once the server refused ``stream_options``
+        #: (older Azure API versions, some proxies): usage is then estimated.
+        self._usage_in_stream = True
         if context_chars:
             self.context_chars = context_chars
         self._resolve_lock = asyncio.Lock()
@@ -248,7 +251,10 @@ class OpenAIClient(LMClient):
         if self.max_tokens is not None and not {"max_tokens", "max_completion_tokens"} & set(body):
             body[self.cap_name] = self.max_tokens
         body["stream"] = True
-        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        if self._usage_in_stream:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        else:
+            body.pop("stream_options", None)
         options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         return {"cast_to": ChatCompletion, "body": body, "options": options, "stream": True}
 
@@ -280,6 +286,13 @@ class OpenAIClient(LMClient):
             usage_estimated=estimated,
         )
 
+    def _refused_stream_options(self, e: openai.BadRequestError) -> bool:
+        """A 400 naming ``stream_options``: stop asking for the usage chunk (and resend)."""
+        if self._usage_in_stream and "stream_options" in str(e):
+            self._usage_in_stream = False
+            return True
+        return False
+
     def _whole(self, body: bytes, reply: _Reply) -> LMResponse:
         """A server that ignored ``stream`` answered with one JSON completion."""
         data = json.loads(body)
@@ -300,6 +313,11 @@ class OpenAIClient(LMClient):
         name = await self._model(model)
         for attempt in range(_MALFORMED_RETRIES + 1):
             try:
+                try:
+                    return await self._astream(messages, name, timeout)
+                except openai.BadRequestError as e:
+                    if not self._refused_stream_options(e):
+                        raise
                 return await self._astream(messages, name, timeout)
             except openai.APIConnectionError as e:
                 self._reraise(e, timeout)
@@ -345,6 +363,11 @@ class OpenAIClient(LMClient):
         bound = timeout if timeout is not None else self.timeout
         with sync_deadline(bound, self.where):
             try:
+                try:
+                    return self._stream(messages, name, bound)
+                except openai.BadRequestError as e:
+                    if not self._refused_stream_options(e):
+                        raise
                 return self._stream(messages, name, bound)
             except (openai.APIConnectionError, *SDK_FAILURES) as e:
                 self._reraise(e, bound)
