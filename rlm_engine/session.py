@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from rlm_engine import prompts
 from rlm_engine.clients import LMClient
+from rlm_engine.clients.streaming import partial_usage
 from rlm_engine.compaction import call_root
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.environments import Environment, make_environment
@@ -126,25 +127,17 @@ class RLMSession:
             root_model=model,
         )
 
+    def record_spent(self, error: BaseException, role: str, depth: int | None = None) -> None:
+        """Count what a failed or abandoned call cost (the client's estimate when the server
+        reported nothing): the server worked on it even though it failed."""
+        spent = partial_usage(error)
+        if spent is not None:
+            self.record_usage(spent, role=role, depth=depth)
+
     def record_usage(self, resp: LMResponse, role: str, depth: int | None = None) -> None:
         """Count one LM call in the run's ledger and in this session's totals."""
-        self.shared.usage.record(
-            model=resp.model,
-            depth=self.depth if depth is None else depth,
-            role=role,  # type: ignore[arg-type]
-            input_tokens=resp.input_tokens,
-            output_tokens=resp.output_tokens,
-            cost=resp.cost,
-            cached_input_tokens=resp.cached_input_tokens,
-            cache_write_tokens=resp.cache_write_tokens,
-        )
-        self.totals.add(
-            resp.input_tokens,
-            resp.output_tokens,
-            resp.cost,
-            resp.cached_input_tokens,
-            resp.cache_write_tokens,
-        )
+        self.shared.usage.record_response(resp, role, self.depth if depth is None else depth)
+        self.totals.add_response(resp)
 
     # -- step 1: generate -----------------------------------------------------------------
     async def generate(self) -> str | None:
@@ -169,7 +162,11 @@ class RLMSession:
         started = time.perf_counter()
         try:
             resp = await call_root(self)  # compacts the history when it nears the window
+        except asyncio.CancelledError as e:  # a run timeout or budget stop: still spent
+            self.record_spent(e, role="root")
+            raise
         except Exception as e:
+            self.record_spent(e, role="root")
             if self.shared.budget.timed_out():
                 st.status = "timeout"
                 return None

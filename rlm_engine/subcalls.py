@@ -164,7 +164,11 @@ class SubCallHost:
                     model=model,
                     timeout=self.shared.budget.clamp(self.config.reply.timeout),
                 )
+        except asyncio.CancelledError as e:
+            self._session.record_spent(e, role="sub", depth=self.depth + 1)
+            raise
         except Exception as e:
+            self._session.record_spent(e, role="sub", depth=self.depth + 1)
             if is_context_overflow(e):
                 call.error = call.response = overflow_message(prompt, e, function)
             else:

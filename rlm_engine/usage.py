@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rlm_engine.types import LMResponse
 
 Role = Literal["root", "sub"]
 
@@ -46,6 +49,16 @@ class UsageTotals:
         self.cache_write_tokens += cache_write_tokens
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
+
+    def add_response(self, resp: LMResponse) -> None:
+        """Count one LM call from its response."""
+        self.add(
+            resp.input_tokens,
+            resp.output_tokens,
+            resp.cost,
+            resp.cached_input_tokens,
+            resp.cache_write_tokens,
+        )
 
     def absorb(self, other: UsageTotals) -> None:
         """Count every call ``other`` counted (e.g. a child RLM's totals into its parent's)."""
@@ -138,6 +151,19 @@ class Usage:
         )
         with self._lock:
             self.records.append(record)
+
+    def record_response(self, resp: LMResponse, role: str, depth: int) -> None:
+        """Record one LM call from its response (``role``: "root" or "sub")."""
+        self.record(
+            model=resp.model,
+            depth=depth,
+            role="root" if role == "root" else "sub",
+            input_tokens=resp.input_tokens,
+            output_tokens=resp.output_tokens,
+            cost=resp.cost,
+            cached_input_tokens=resp.cached_input_tokens,
+            cache_write_tokens=resp.cache_write_tokens,
+        )
 
     def _sum(self, pred: Any = None) -> UsageTotals:
         t = UsageTotals()

@@ -395,3 +395,35 @@ def test_a_server_that_refuses_stream_options_is_asked_again_without() -> None:
     assert first.text == second.text == "ok"
     assert first.usage_estimated and first.input_tokens == estimate_tokens(8)
     assert ["stream_options" in b for b in bodies] == [True, False, False]  # asked once
+
+
+def test_the_engine_counts_what_a_failed_sub_call_cost() -> None:
+    """A sub-call that fails after the server worked on it (here: the client gives up on a
+    slow stream) is still in the run's usage, as the client's estimate."""
+    from rlm_engine import RLM
+    from rlm_engine.clients.base import LMClient
+    from rlm_engine.clients.streaming import attach_partial_usage
+    from rlm_engine.types import LMResponse
+
+    class Failing(LMClient):
+        model_name = "sub-model"
+
+        async def acomplete(self, messages, *, model=None, timeout=None):  # type: ignore[no-untyped-def]
+            error = TimeoutError("gave up")
+            spent = LMResponse(
+                text="", model="sub-model", input_tokens=40, output_tokens=7, usage_estimated=True
+            )
+            attach_partial_usage(error, spent)
+            raise error
+
+    from rlm_engine.clients.scripted import ScriptedClient
+    from rlm_engine.scripted import ScriptedModel
+
+    model = ScriptedModel()
+    model.add_rule(lambda r: r.is_rlm_root, ["```repl\nx = llm_query('hi')\n```", "FINAL(done)"])
+    res = RLM(
+        backend=ScriptedClient(model=model), sub_backend=Failing(), environment="local"
+    ).completion("c", "q?")
+    assert res.status == "final"
+    sub = res.usage.by_model()["sub-model"]
+    assert (sub.calls, sub.input_tokens, sub.output_tokens) == (1, 40, 7)
