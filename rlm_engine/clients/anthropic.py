@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict
 
 import anthropic
@@ -33,9 +32,10 @@ from rlm_engine.clients.base import (
 )
 from rlm_engine.clients.deadline import enforce_sync_deadlines, sync_deadline, within_deadline
 from rlm_engine.clients.streaming import (
+    adrain,
     attach_partial_usage,
+    drain,
     estimate_tokens,
-    is_event_stream,
     sent_chars,
 )
 from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
@@ -76,10 +76,6 @@ class _Reply:
             self.stop_reason = event.delta.stop_reason or self.stop_reason
             self._usage(event.usage)
             self.complete = True
-
-    def add_all(self, events: Iterable[Any]) -> None:
-        for event in events:
-            self.add(event)
 
     def add_message(self, msg: AnthropicMessage) -> None:
         """A whole message (a server that ignored ``stream``)."""
@@ -261,17 +257,9 @@ class AnthropicClient(LMClient):
             except asyncio.CancelledError as e:  # sent, perhaps being answered
                 attach_partial_usage(e, self._to_response(reply))
                 raise
-            try:
-                if not is_event_stream(stream.response.headers):
-                    return self._whole(await stream.response.aread(), reply)
-                async for event in stream:
-                    reply.add(event)
-            except BaseException as e:
-                attach_partial_usage(e, self._to_response(reply))
-                raise
-            finally:
-                await stream.close()
-            return self._to_response(reply)
+            return await adrain(
+                stream, reply, lambda: self._to_response(reply), lambda b: self._whole(b, reply)
+            )
         except (anthropic.APIConnectionError, *SDK_FAILURES) as e:
             self._reraise(e, timeout)
 
@@ -284,16 +272,12 @@ class AnthropicClient(LMClient):
         with sync_deadline(bound, self.where):
             try:
                 stream = self._sync.messages.create(**kw, stream=True)
-                try:
-                    if not is_event_stream(stream.response.headers):
-                        return self._whole(stream.response.read(), reply)
-                    reply.add_all(stream)
-                except BaseException as e:
-                    attach_partial_usage(e, self._to_response(reply))
-                    raise
-                finally:
-                    stream.close()
-                return self._to_response(reply)
+                return drain(
+                    stream,
+                    reply,
+                    lambda: self._to_response(reply),
+                    lambda b: self._whole(b, reply),
+                )
             except (anthropic.APIConnectionError, *SDK_FAILURES) as e:
                 self._reraise(e, bound)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict, TypeVar
 from urllib.parse import urlparse
 
@@ -49,9 +49,10 @@ from rlm_engine.clients.deadline import (
     within_deadline,
 )
 from rlm_engine.clients.streaming import (
+    adrain,
     attach_partial_usage,
+    drain,
     estimate_tokens,
-    is_event_stream,
     sent_chars,
 )
 from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
@@ -112,10 +113,6 @@ class _Reply:
             if isinstance(text, str):
                 self.pieces.append(text)
             self.finish = _field(choice, "finish_reason") or self.finish
-
-    def add_all(self, chunks: Iterable[Any]) -> None:
-        for chunk in chunks:
-            self.add(chunk)
 
 
 def is_openai_api(url: str) -> bool:
@@ -342,17 +339,9 @@ class OpenAIClient(LMClient):
         except asyncio.CancelledError as e:  # sent, perhaps being answered: count the prompt
             attach_partial_usage(e, self._to_response(reply))
             raise
-        try:
-            if not is_event_stream(stream.response.headers):
-                return self._whole(await stream.response.aread(), reply)
-            async for chunk in stream:
-                reply.add(chunk)
-        except BaseException as e:
-            attach_partial_usage(e, self._to_response(reply))
-            raise
-        finally:
-            await stream.close()
-        return self._to_response(reply)
+        return await adrain(
+            stream, reply, lambda: self._to_response(reply), lambda b: self._whole(b, reply)
+        )
 
     def complete(
         self, messages: list[Message], *, model: str | None = None, timeout: float | None = None
@@ -380,16 +369,9 @@ class OpenAIClient(LMClient):
             **self._request(messages, name, timeout),
             stream_cls=openai.Stream[dict[str, Any]],
         )
-        try:
-            if not is_event_stream(stream.response.headers):
-                return self._whole(stream.response.read(), reply)
-            reply.add_all(stream)
-        except BaseException as e:
-            attach_partial_usage(e, self._to_response(reply))
-            raise
-        finally:
-            stream.close()
-        return self._to_response(reply)
+        return drain(
+            stream, reply, lambda: self._to_response(reply), lambda b: self._whole(b, reply)
+        )
 
     async def aclose(self) -> None:
         await self._async.close()

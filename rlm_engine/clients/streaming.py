@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from rlm_engine.types import LMResponse, Message
 
@@ -52,6 +53,54 @@ def attach_partial_usage(error: BaseException, usage: LMResponse) -> None:
     if getattr(error, "partial_usage", None) is None:
         with contextlib.suppress(AttributeError):  # a type that refuses attributes
             error.partial_usage = usage  # type: ignore[attr-defined]
+
+
+class Accumulator(Protocol):
+    """A client's reply under construction: takes the stream's chunks or events."""
+
+    def add(self, item: Any) -> None: ...
+
+
+async def adrain(
+    stream: Any,
+    reply: Accumulator,
+    finish: Callable[[], LMResponse],
+    whole: Callable[[bytes], LMResponse],
+) -> LMResponse:
+    """Read a streamed reply into ``reply`` (or the plain JSON body of a server that
+    ignored ``stream``: ``whole``), closing the stream whatever happens; a failure
+    carries the usage so far (``finish()``) on its exception."""
+    try:
+        if not is_event_stream(stream.response.headers):
+            return whole(await stream.response.aread())
+        async for item in stream:
+            reply.add(item)
+    except BaseException as e:
+        attach_partial_usage(e, finish())
+        raise
+    finally:
+        await stream.close()
+    return finish()
+
+
+def drain(
+    stream: Any,
+    reply: Accumulator,
+    finish: Callable[[], LMResponse],
+    whole: Callable[[bytes], LMResponse],
+) -> LMResponse:
+    """:func:`adrain` for a sync stream."""
+    try:
+        if not is_event_stream(stream.response.headers):
+            return whole(stream.response.read())
+        for item in stream:
+            reply.add(item)
+    except BaseException as e:
+        attach_partial_usage(e, finish())
+        raise
+    finally:
+        stream.close()
+    return finish()
 
 
 def partial_usage(error: BaseException | None) -> LMResponse | None:
