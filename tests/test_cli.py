@@ -407,7 +407,9 @@ def test_ctrl_c_exits_130_and_ends_the_trace_with_the_interrupted_iteration(
     partial, result = records[1], records[2]
     assert result["status"] == "interrupted"
     assert result["error"] == "interrupted by the user (Ctrl-C) during iteration 1"
-    assert result["usage"]["sub"]["calls"] == 1 and result["usage"]["root"]["calls"] == 1
+    # The finished sub-call, and the abandoned one (its stream closed by Ctrl-C): the server
+    # worked on it, so it is counted too, with the client's estimate.
+    assert result["usage"]["sub"]["calls"] == 2 and result["usage"]["root"]["calls"] == 1
     assert partial["interrupted"] is True and partial["index"] == 1
     (block,) = partial["code_blocks"]
     assert block["interrupted"] is True
