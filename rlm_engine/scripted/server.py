@@ -79,6 +79,9 @@ class ScriptedServer:
         #: Prompt tokens a completion may have (None: no limit). Longer prompts get the
         #: provider's own 400 context-length error, in the API's wire format.
         self.context_window = context_window
+        #: Seconds between the events of a streamed reply (generation time per chunk): a
+        #: client that closes the stream stops the generation at the next event.
+        self.token_delay = 0.0
         #: Simulated provider prompt cache (OpenAI automatic, Anthropic cache_control).
         self.prompt_cache = PrefixCache()
         self.host = host
@@ -497,9 +500,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
         self.end_headers()
         held: bytes | None = None  # the last event goes out after the request is recorded
+        app = self.server.app
         for event in events:
             if held is not None:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(held), held))
+                if app._wait(app.token_delay):
+                    raise BrokenPipeError("the server is stopping")
+                try:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(held), held))
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    self._rec.abandoned = True  # the client closed the stream: stop here
+                    self._rec.status = 499  # nginx's "client closed request"
+                    raise
+                self._rec.events_sent += 1
             held = event
         self._commit(200)
         tail = b"%x\r\n%s\r\n" % (len(held), held) if held else b""
@@ -540,6 +553,14 @@ def main(argv: list[str] | None = None) -> int:
         help="cap every reply at this many tokens on the server's side (llama.cpp's "
         "n_predict), reporting finish_reason 'length' / stop_reason 'max_tokens'",
     )
+    parser.add_argument(
+        "--token-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds between the events of a streamed reply; a client that closes the "
+        "stream stops the generation, as on vLLM and llama.cpp",
+    )
     args = parser.parse_args(argv)
     model = ScriptedModel(skills=not args.bare)
     server = ScriptedServer(
@@ -552,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         strict_roles=args.strict_roles,
         max_reply_tokens=args.max_reply_tokens,
     )
+    server.token_delay = args.token_delay
     server.verbose = not args.quiet
     with server:
         print(f"Scripted LM server on {server.base_url} (models: {', '.join(server.models)})")

@@ -40,6 +40,10 @@ class RequestRecord:
     #: How the reply ended, in the model's terms: stop | length (cut at a cap) | tool_calls
     #: | stop_sequence ("" unless the model answered).
     finish_reason: str = ""
+    #: Streamed replies: events written, and whether the client went away before the end
+    #: (with ``token_delay`` the server stops generating then, as vLLM and llama.cpp do).
+    events_sent: int = 0
+    abandoned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
