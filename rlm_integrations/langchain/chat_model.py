@@ -164,7 +164,8 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     conversations: bool = True
     """Continue a conversation when a call's messages extend an earlier call's messages
     and answer (same context, same ``configurable`` thread): the same REPL, its variables
-    and material, instead of starting over (:mod:`.conversations`)."""
+    and material, instead of starting over (:mod:`.conversations`). Calls with bound tools
+    always start fresh."""
 
     # extra="forbid": a misspelled option is an error, not a silently ignored keyword.
     model_config = ConfigDict(populate_by_name=True, protected_namespaces=(), extra="forbid")
@@ -475,7 +476,10 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
         request = rlm_request(
             messages, kwargs, self.context, self.max_query_chars, self.max_instruction_chars
         )
-        keys = self._thread_keys(messages, kwargs) if self.conversations else None
+        # A call with bound tools runs fresh: its tools' host functions belong to the call,
+        # and a REPL started for an earlier call would not have them.
+        keep = self.conversations and not request.tools
+        keys = self._thread_keys(messages, kwargs) if keep else None
         claimed = STORE.claim(*keys) if keys else None
         if claimed and not any(m.type == "human" for m in messages[len(claimed[1].transcript) :]):
             # Only a new human turn continues a conversation; tool results of an agent

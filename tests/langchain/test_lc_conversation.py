@@ -127,3 +127,31 @@ def test_new_material_in_a_later_message_gets_its_own_variable(
     two = llm.invoke(msgs, context=DOC)
     assert two.content == "seen"
     assert isinstance(one, AIMessage)
+
+
+def test_calls_with_bound_tools_start_fresh(scripted_server: ScriptedServer) -> None:
+    """A multi-turn agent with tools: the second question still gets its tool call (a
+    REPL continued from the first call would lack the call's tool functions)."""
+    from langchain_core.messages import ToolMessage
+    from langchain_core.tools import tool
+
+    @tool
+    def get_order_status(order_id: str) -> str:
+        """Status of an order."""
+        return f"Order {order_id} shipped."
+
+    llm = RLMChatModel(
+        backend="openai",
+        model="scripted-root",
+        base_url=scripted_server.base_url,
+        api_key="sk-test",
+        environment="local",
+    ).bind_tools([get_order_status])
+    msgs: list = [HumanMessage("What is the status of order 'A-1042'?")]
+    first = llm.invoke(msgs)
+    call = first.tool_calls[0]
+    msgs += [first, ToolMessage(get_order_status.invoke(call["args"]), tool_call_id=call["id"])]
+    msgs += [llm.invoke(msgs), HumanMessage("What is the status of order 'B-7'?")]
+    again = llm.invoke(msgs)
+    assert [c["args"] for c in again.tool_calls] == [{"order_id": "B-7"}]
+    assert len(STORE) == 0  # nothing remembered for calls with tools
