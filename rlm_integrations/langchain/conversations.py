@@ -40,9 +40,12 @@ from rlm_engine.session import RLMSession
 from rlm_engine.state import RLMResult
 from rlm_integrations.langchain.messages import message_text
 
-#: How long a conversation may sit unused, and how many may be remembered at once.
+#: How long a conversation may sit unused, how many may be remembered at once, and how
+#: many characters of material they may hold together (a remembered conversation keeps
+#: its context alive, so a process of large one-off calls stays bounded).
 IDLE_SECONDS = 900.0
 MAX_LIVE = 16
+MAX_CHARS = 256_000_000
 
 Signature = tuple[tuple[str, str], ...]
 
@@ -72,6 +75,8 @@ class Thread:
     thread_id: str | None
     turns: list[Turn]
     conversation: Conversation | None = None
+    #: Characters of material it holds (its context's, as described to the root).
+    size: int = 0
     busy: bool = False
     last_used: float = field(default_factory=time.monotonic)
 
@@ -79,9 +84,15 @@ class Thread:
 class ConversationStore:
     """Remembered conversations of the chat models of this process (see module docs)."""
 
-    def __init__(self, max_live: int = MAX_LIVE, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self,
+        max_live: int = MAX_LIVE,
+        idle_seconds: float = IDLE_SECONDS,
+        max_chars: int = MAX_CHARS,
+    ) -> None:
         self.max_live = max_live
         self.idle_seconds = idle_seconds
+        self.max_chars = max_chars
         self._threads: OrderedDict[int, Thread] = OrderedDict()
         self._ids = iter(range(1 << 62))
         self._lock = threading.Lock()
@@ -136,6 +147,7 @@ class ConversationStore:
         """Remember a one-off call as a conversation that a later call may continue."""
         turn = Turn.from_run(session, result, [])
         thread = Thread(transcript, context, context_sha, config_sha, thread_id, [turn])
+        thread.size = int(session.state.context_info.get("total_chars", 0))
         with self._lock:
             self._threads[next(self._ids)] = thread
         self.loop.submit(self.evict())
@@ -174,13 +186,21 @@ class ConversationStore:
         return conv
 
     async def evict(self) -> None:
-        """Close conversations idle too long or past ``max_live`` (least recent first)."""
+        """Close conversations idle too long, past ``max_live`` or past ``max_chars`` of
+        material together (least recently used first)."""
         now = time.monotonic()
         with self._lock:
             idle = [k for k, t in self._threads.items() if not t.busy]
             stale = [k for k in idle if now - self._threads[k].last_used > self.idle_seconds]
             excess = max(0, len(self._threads) - self.max_live)
             drop = list(dict.fromkeys(stale + idle[:excess]))
+            held = sum(t.size for k, t in self._threads.items() if k not in drop)
+            for k in idle:
+                if held <= self.max_chars:
+                    break
+                if k not in drop:
+                    drop.append(k)
+                    held -= self._threads[k].size
             closing = [self._threads.pop(k) for k in drop]
         for thread in closing:
             if thread.conversation is not None:

@@ -155,3 +155,18 @@ def test_calls_with_bound_tools_start_fresh(scripted_server: ScriptedServer) -> 
     again = llm.invoke(msgs)
     assert [c["args"] for c in again.tool_calls] == [{"order_id": "B-7"}]
     assert len(STORE) == 0  # nothing remembered for calls with tools
+
+
+def test_remembered_material_is_bounded(llm: RLMChatModel, scripted_model: ScriptedModel) -> None:
+    """One-off calls keep their context alive for a possible follow-up: the store drops
+    the oldest when their material passes ``max_chars`` together."""
+    scripted_model.add_rule(lambda r: r.is_rlm_root, ["FINAL(ok)"] * 3)
+    old = STORE.max_chars
+    STORE.max_chars = len(DOC) + 10  # room for one of them
+    try:
+        for i in range(3):
+            llm.invoke([HumanMessage(f"Question {i}?")], context=DOC + str(i))
+        STORE.loop.run(STORE.evict())
+        assert len(STORE) == 1
+    finally:
+        STORE.max_chars = old
