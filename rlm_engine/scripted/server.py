@@ -68,6 +68,7 @@ class ScriptedServer:
         context_window: int | None = None,
         strict_roles: bool = False,
         max_reply_tokens: int | None = None,
+        token_delay: float = 0.0,
     ) -> None:
         if max_reply_tokens is not None and max_reply_tokens < 1:
             raise ValueError(f"max_reply_tokens must be >= 1, got {max_reply_tokens}")
@@ -81,7 +82,7 @@ class ScriptedServer:
         self.context_window = context_window
         #: Seconds between the events of a streamed reply (generation time per chunk): a
         #: client that closes the stream stops the generation at the next event.
-        self.token_delay = 0.0
+        self.token_delay = token_delay
         #: Simulated provider prompt cache (OpenAI automatic, Anthropic cache_control).
         self.prompt_cache = PrefixCache()
         self.host = host
@@ -572,8 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         context_window=args.context_window,
         strict_roles=args.strict_roles,
         max_reply_tokens=args.max_reply_tokens,
+        token_delay=args.token_delay,
     )
-    server.token_delay = args.token_delay
     server.verbose = not args.quiet
     with server:
         print(f"Scripted LM server on {server.base_url} (models: {', '.join(server.models)})")
