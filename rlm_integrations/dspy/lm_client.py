@@ -23,6 +23,7 @@ from dspy.utils.usage_tracker import UsageTracker, track_usage
 
 from rlm_engine.clients.base import LMClient, compute_cost, price_for
 from rlm_engine.types import LMResponse, Message
+from rlm_integrations.dspy import cut_replies
 
 T = TypeVar("T")
 
@@ -55,6 +56,8 @@ class Measured:
     #: (input, output) tokens of each LM call, in order: a predictor call makes two when
     #: the ChatAdapter falls back to the JSONAdapter.
     calls: list[tuple[int, int]] = field(default_factory=list)
+    #: The last call's reply stopped at the reply cap (see ``cut_replies``).
+    truncated: bool = False
 
     def split(self) -> tuple[list[Measured], Measured]:
         """Every call but the last as its own ``Measured``, and the last: for clients that
@@ -63,7 +66,7 @@ class Measured:
             return [], self
         *earlier, (i, o) = self.calls
         head = [Measured(a, b, self.model, [(a, b)]) for a, b in earlier]
-        return head, Measured(i, o, self.model, [(i, o)])
+        return head, Measured(i, o, self.model, [(i, o)], self.truncated)
 
 
 class UnparsedReply(Exception):
@@ -92,18 +95,27 @@ def _tally(tracker: UsageTracker) -> Measured:
     return m
 
 
-async def measured(call: Callable[[], Awaitable[T]]) -> tuple[T, Measured]:
-    """Await ``call()`` under a nested usage tracker; returns its result and its tokens.
+async def measured(call: Callable[[], Awaitable[T]], lm: Any = None) -> tuple[T, Measured]:
+    """Await ``call()`` under a nested usage tracker; returns its result and its tokens,
+    and whether the last reply was cut at the reply cap of ``lm`` or of its server.
 
     A reply the adapter cannot parse raises ``UnparsedReply`` with the tokens of every LM
     call made before the failure (the adapter's JSON fallback included).
     """
+    mark = cut_replies.history_mark()
+
+    def tally(tracker: UsageTracker) -> Measured:
+        m = _tally(tracker)
+        entries = cut_replies.entries_since(mark)
+        m.truncated = cut_replies.was_cut(m.calls, entries, cut_replies.reply_cap(lm))
+        return m
+
     with track_usage() as tracker:
         try:
             result = await call()
         except AdapterParseError as e:
-            raise UnparsedReply(e, _tally(tracker)) from e
-    return result, _tally(tracker)
+            raise UnparsedReply(e, tally(tracker)) from e
+    return result, tally(tracker)
 
 
 def lm_name(lm: Any) -> str:
@@ -121,6 +133,7 @@ def measured_response(text: str, model: str, m: Measured, pricing: Any = None) -
         input_tokens=m.input_tokens,
         output_tokens=m.output_tokens,
         cost=cost,
+        truncated=m.truncated,
     )
 
 
@@ -189,7 +202,7 @@ class DSPyLMClient(LMClient):
                     f"model={model!r} is not available here: calls go to the DSPy LM "
                     f"{lm_name(lm)!r}. Drop the model argument or configure another LM."
                 )
-            text, m = await measured(lambda: call_lm_messages(lm, messages))
+            text, m = await measured(lambda: call_lm_messages(lm, messages), lm)
         name = lm_name(lm)
         return measured_response(text, name, m, self.pricing)
 

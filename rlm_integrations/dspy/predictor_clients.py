@@ -23,6 +23,7 @@ import dspy
 from rlm_engine.clients.base import LMClient
 from rlm_engine.partial_answer import is_final_answer_request
 from rlm_engine.types import LMResponse, Message
+from rlm_integrations.dspy.cut_replies import render_cut_turn
 from rlm_integrations.dspy.lm_client import (
     Measured,
     UnparsedReply,
@@ -98,10 +99,12 @@ class RootTurnClient(LMClient):
             name = lm_name(lm)
             try:
                 if is_final_answer_request():  # flagged by the engine, whatever the wording
-                    text, m = await self._extract(iterations)
+                    text, m = await self._extract(iterations, lm)
                 else:
-                    text, m = await self._turn(iterations)
+                    text, m = await self._turn(iterations, lm)
             except UnparsedReply as e:
+                if e.measured.truncated and not is_final_answer_request():
+                    return self._cut(None, name, e.measured)  # cut, not malformed
                 return self._unparsed(e, name)
         self.parse_failures = 0
         return self._response(text, name, m)
@@ -116,17 +119,18 @@ class RootTurnClient(LMClient):
             self.session.record_usage(measured_response("", name, each, self.pricing), "root")
         return measured_response(text, name, last, self.pricing)
 
-    async def _extract(self, iterations: list[Any]) -> tuple[str, Measured]:
+    async def _extract(self, iterations: list[Any], lm: Any) -> tuple[str, Measured]:
         pred, m = await measured(
             lambda: self.extract.acall(
                 variables_info=self.setup.variables_info,
                 repl_history=format_history(iterations),
-            )
+            ),
+            lm,
         )
         values = {name: pred[name] for name in self.task.output_fields}
         return f"FINAL({encode_answer(values)})", m
 
-    async def _turn(self, iterations: list[Any]) -> tuple[str, Measured]:
+    async def _turn(self, iterations: list[Any], lm: Any) -> tuple[str, Measured]:
         signature = call_signature(self.root.signature, self.setup.runtime_note)
         pred, m = await measured(
             lambda: self.root.acall(
@@ -134,9 +138,18 @@ class RootTurnClient(LMClient):
                 variables_info=self.setup.variables_info,
                 repl_history=format_history(iterations),
                 iteration=f"{len(iterations) + 1}/{self.setup.max_iterations}",
-            )
+            ),
+            lm,
         )
+        if m.truncated:  # the code field is cut: it must not run
+            return render_cut_turn(pred.reasoning, m.split()[1].output_tokens), m
         return render_turn(pred.reasoning, pred.code), m
+
+    def _cut(self, reasoning: str | None, name: str, m: Measured) -> LMResponse:
+        """A root reply cut so early that the adapter found no fields: a cut turn (the
+        root is told about the cap), not a format error."""
+        self.parse_failures = 0
+        return self._response(render_cut_turn(reasoning or "", m.split()[1].output_tokens), name, m)
 
     def _unparsed(self, e: UnparsedReply, name: str) -> LMResponse:
         """An unparseable reply: its tokens counted, then a turn that says what was wrong
@@ -195,7 +208,7 @@ class SubCallClient(LMClient):
                 extra = {"lm": self.sub_lm} if self.sub_lm is not None else {}
                 try:
                     pred, m = await measured(
-                        lambda: self.predictor.acall(prompt=messages[0]["content"], **extra)
+                        lambda: self.predictor.acall(prompt=messages[0]["content"], **extra), lm
                     )
                 except UnparsedReply as e:  # the REPL gets an error string; tokens counted
                     text = (
@@ -205,5 +218,5 @@ class SubCallClient(LMClient):
                     return measured_response(text, name, e.measured, self.pricing)
                 text = str(pred.response)
             else:  # a child RLM's root turn: the engine's own prompt, sent as is
-                text, m = await measured(lambda: call_lm_messages(lm, messages))
+                text, m = await measured(lambda: call_lm_messages(lm, messages), lm)
         return measured_response(text, name, m, self.pricing)

@@ -14,6 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from rlm_engine.types import Iteration
+from rlm_integrations.dspy.cut_replies import MARK, cut_note
 from rlm_integrations.dspy.history import describe_history
 from rlm_integrations.dspy.parse_failures import unparsed_feedback
 
@@ -88,6 +89,14 @@ def format_history(iterations: list[Iteration]) -> str:
             parts.append(
                 f"=== Turn {it.index} ===\nReasoning: (your reply could not be parsed)\n"
                 f"Code: (none)\nOutput:\n[format error] {unparsed}"
+            )
+            continue
+        cut = cut_note(it.response)
+        if cut is not None:  # cut at the reply cap: its code did not run
+            reasoning = _reasoning_of(it.response).split(MARK, 1)[0].strip()
+            parts.append(
+                f"=== Turn {it.index} ===\nReasoning: {reasoning}\nCode: (cut off, not run)\n"
+                f"Output:\n[reply cut] {cut}"
             )
             continue
         lines = [f"=== Turn {it.index} ===", f"Reasoning: {_reasoning_of(it.response)}"]
