@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 
 import dspy
 from dspy.dsp.utils.settings import thread_local_overrides
+from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import UsageTracker, track_usage
 
 from rlm_engine.clients.base import LMClient, compute_cost, price_for
+from rlm_engine.clients.streaming import attach_partial_usage, estimate_tokens, sent_chars
 from rlm_engine.types import LMResponse, Message
 from rlm_integrations.dspy import cut_replies
 
@@ -95,14 +97,50 @@ def _tally(tracker: UsageTracker) -> Measured:
     return m
 
 
+class _InFlight(BaseCallback):  # type: ignore[misc]  # dspy ships no types
+    """The LM calls started and not completed inside one ``measured`` call (still running,
+    or ended by an error or a cancellation), by the size of what they sent: what an
+    abandoned call cost the server is estimated from it."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, int] = {}
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        messages = inputs.get("messages") or [{"content": str(inputs.get("prompt") or "")}]
+        self.sent[call_id] = sent_chars(messages)
+
+    def on_lm_end(
+        self, call_id: str, outputs: dict[str, Any] | None, exception: Exception | None = None
+    ) -> None:
+        if exception is None:  # a failed call keeps its entry: its prompt was sent
+            self.sent.pop(call_id, None)
+
+
+def _spent(m: Measured, inflight: _InFlight, lm: Any) -> LMResponse:
+    """What a failed or abandoned predictor call cost: the calls DSPy finished, plus an
+    estimate of the prompts of those it did not (their servers read them all)."""
+    pending = estimate_tokens(sum(inflight.sent.values()))
+    return LMResponse(
+        text="",
+        model=lm_name(lm) if lm is not None else str(m.model or "dspy"),
+        input_tokens=m.input_tokens + pending,
+        output_tokens=m.output_tokens,
+        usage_estimated=bool(inflight.sent),
+    )
+
+
 async def measured(call: Callable[[], Awaitable[T]], lm: Any = None) -> tuple[T, Measured]:
     """Await ``call()`` under a nested usage tracker; returns its result and its tokens,
     and whether the last reply was cut at the reply cap of ``lm`` or of its server.
 
     A reply the adapter cannot parse raises ``UnparsedReply`` with the tokens of every LM
-    call made before the failure (the adapter's JSON fallback included).
+    call made before the failure (the adapter's JSON fallback included). Any other
+    failure, a cancellation (run timeout, budget stop) included, carries what the call
+    cost on the exception (``partial_usage``), as the engine's own clients do: the
+    engine counts it, estimated where DSPy had no usage for it.
     """
     mark = cut_replies.history_mark()
+    inflight = _InFlight()
 
     def tally(tracker: UsageTracker) -> Measured:
         m = _tally(tracker)
@@ -110,11 +148,15 @@ async def measured(call: Callable[[], Awaitable[T]], lm: Any = None) -> tuple[T,
         m.truncated = cut_replies.was_cut(m.calls, entries, cut_replies.reply_cap(lm))
         return m
 
-    with track_usage() as tracker:
+    callbacks = [*(dspy.settings.get("callbacks") or []), inflight]
+    with dspy.context(callbacks=callbacks), track_usage() as tracker:
         try:
             result = await call()
         except AdapterParseError as e:
             raise UnparsedReply(e, tally(tracker)) from e
+        except BaseException as e:
+            attach_partial_usage(e, _spent(_tally(tracker), inflight, lm))
+            raise
     return result, tally(tracker)
 
 
