@@ -261,6 +261,25 @@ def test_iteration_callbacks_fire(scripted_model: ScriptedModel) -> None:
     assert len([s for s in seen if s[0] == "end"]) == n
 
 
+def test_subcall_complete_fires_for_child_rlms(scripted_model: ScriptedModel) -> None:
+    scripted_model.add_rule(
+        lambda req: req.is_rlm_root and "Ask a child" in req.first_user,
+        "```repl\nr = rlm_query('What is the secret code?', context='The secret code is 4729.')"
+        "\n```\nFINAL_VAR(r)",
+        times=1,
+    )
+    seen: list[tuple[Any, ...]] = []
+    rlm = RLM(
+        backend="scripted",
+        backend_kwargs={"model": scripted_model, "model_name": "root-m"},
+        max_depth=2,
+        on_subcall_complete=lambda *args: seen.append(args),
+    )
+    assert rlm.completion("Ask a child.").response == "4729"
+    assert [(d, m, err) for d, m, _, err in seen] == [(1, "root-m", None)]
+    assert seen[0][2] > 0
+
+
 def test_token_limit_raises_their_error(scripted_model: ScriptedModel) -> None:
     rlm = RLM(backend="scripted", backend_kwargs={"model": scripted_model}, max_tokens=10)
     with pytest.raises(TokenLimitExceededError) as info:

@@ -141,8 +141,10 @@ def _events(
     on_iteration_start: Callable[[int, int], None] | None,
     on_iteration_complete: Callable[[int, int, float], None] | None,
     on_subcall_complete: Callable[[int, str, float, str | None], None] | None,
+    child_model: str,
 ) -> Callable[[dict[str, Any]], None] | None:
-    """The seed library's callbacks as one engine ``on_event`` handler."""
+    """The seed library's callbacks as one engine ``on_event`` handler (``child_model``:
+    the model child RLMs run on, for events that do not name one)."""
     if not (on_iteration_start or on_iteration_complete or on_subcall_complete):
         return None
     started: dict[tuple[int, int], float] = {}
@@ -164,7 +166,7 @@ def _events(
         ):
             on_subcall_complete(
                 depth + 1,
-                str(event.get("model") or ""),
+                str(event.get("model") or child_model),
                 float(event.get("latency") or 0.0),
                 event.get("error"),
             )
@@ -290,7 +292,8 @@ def engine_options(
     if logger is not None:
         out["logger"] = logger
     out["verbose"] = verbose
-    on_event = _events(on_iteration_start, on_iteration_complete, on_subcall_complete)
+    child_model = str(out.get("sub_model") or out.get("model") or "")
+    on_event = _events(on_iteration_start, on_iteration_complete, on_subcall_complete, child_model)
     if on_event is not None:
         out["on_event"] = on_event
     return out
