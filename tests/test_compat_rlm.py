@@ -280,6 +280,33 @@ def test_subcall_complete_fires_for_child_rlms(scripted_model: ScriptedModel) ->
     assert seen[0][2] > 0
 
 
+PERSISTENT = """
+with RLM(backend="scripted", backend_kwargs={"model": model}, persistent=True) as rlm:
+    result1 = rlm.completion("First context")
+    result2 = rlm.completion("Second context")  # Can access context_0 and context_1
+"""
+
+
+def test_persistent_keeps_one_repl_across_completions(scripted_model: ScriptedModel) -> None:
+    """The API docs' persistent snippet (``...`` filled in): the second completion reads
+    what the first made, and its own context arrives as ``context_1``."""
+    scripted_model.add_rule(
+        lambda req: req.is_rlm_root and "First context" in req.first_user,
+        "```repl\nfirst = context.split()[0]\n```\nFINAL_VAR(first)",
+        times=1,
+    )
+    scripted_model.add_rule(
+        lambda req: req.is_rlm_root and "context_1" in req.first_user,
+        "```repl\nboth = first + ' ' + context_1.split()[0]\n```\nFINAL_VAR(both)",
+        times=1,
+    )
+    scope: dict[str, Any] = {"RLM": RLM, "model": scripted_model}
+    exec(PERSISTENT, scope)
+    assert scope["result1"].response == "First"
+    assert scope["result2"].response == "First Second"
+    assert scope["rlm"]._conversation is None  # closed on leaving the with block
+
+
 def test_token_limit_raises_their_error(scripted_model: ScriptedModel) -> None:
     rlm = RLM(backend="scripted", backend_kwargs={"model": scripted_model}, max_tokens=10)
     with pytest.raises(TokenLimitExceededError) as info:
@@ -300,7 +327,6 @@ def test_timeout_raises_their_error(scripted_model: ScriptedModel) -> None:
     ("kwargs", "says"),
     [
         ({"max_errors": 5}, "max_iterations, max_timeout"),
-        ({"persistent": True}, ".conversation(context)"),
         ({"depth": 1}, "max_depth"),
         ({"environment": "ipython"}, "environment='local'"),
         ({"backend": "portkey"}, "backend='openai'"),

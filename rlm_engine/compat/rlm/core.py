@@ -12,6 +12,11 @@ strongest isolation the machine has (``environment="auto"``; pass ``environment=
 for in-process ``exec`` as there), and every run has the engine's budgets (1,000 LM calls,
 20 M tokens, $25; pass ``max_budget=None`` etc. to lift one). Engine options the seed
 library lacks (``run_timeout``, ``max_llm_calls``, ``timeout``, ...) are accepted by name.
+
+``persistent=True`` keeps one REPL across completions through an engine
+:class:`~rlm_engine.conversation.Conversation`: the first prompt is ``context``, later ones
+``context_1``, ``context_2``... (``context_0`` there), earlier turns are in ``history``;
+``close()`` (or leaving ``with RLM(...) as rlm:``) ends it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from rlm_engine.compat.rlm.results import (
     root_model,
     usage_summary,
 )
+from rlm_engine.conversation import Conversation
 from rlm_engine.rlm import RLM as EngineRLM
+from rlm_engine.state import RLMResult
 
 
 class RLM:
@@ -84,7 +91,6 @@ class RLM:
             other_backend_kwargs=other_backend_kwargs,
             logger=logger,
             verbose=verbose,
-            persistent=persistent,
             custom_tools=custom_tools,
             custom_sub_tools=custom_sub_tools,
             compaction=compaction,
@@ -111,6 +117,8 @@ class RLM:
         self.backend_kwargs = backend_kwargs
         self.max_depth = max_depth
         self.max_iterations = max_iterations
+        self.persistent = persistent
+        self._conversation: Conversation | None = None
 
     def completion(
         self, prompt: str | dict[str, Any] | list[Any], root_prompt: str | None = None
@@ -120,7 +128,7 @@ class RLM:
         if self.logger is not None and hasattr(self.logger, "clear_iterations"):
             self.logger.clear_iterations()
         try:
-            result = self.engine.completion(prompt, root_prompt)
+            result = self._run(prompt, root_prompt)
         except KeyboardInterrupt:
             raise CancellationError(message="Execution cancelled by user (Ctrl+C)") from None
         config = self.engine.config
@@ -136,8 +144,22 @@ class RLM:
             result=result,
         )
 
+    def _run(self, prompt: Any, root_prompt: str | None) -> RLMResult:
+        if not self.persistent:
+            return self.engine.completion(prompt, root_prompt)
+        if self._conversation is None:  # the first context is ``context``
+            self._conversation = self.engine.conversation(prompt)
+            return self._conversation.send(root_prompt or "")
+        # Later contexts are context_1, context_2, ... as in the seed library; a turn
+        # with no root_prompt is asked to do what its new context says.
+        name = self._conversation.add_context(prompt)
+        return self._conversation.send(root_prompt or f"Do what `{name}` asks.")
+
     def close(self) -> None:
-        """Nothing to release: each completion closes its own REPL and clients."""
+        """End a persistent REPL (each non-persistent completion closes its own)."""
+        if self._conversation is not None:
+            self._conversation.close()
+            self._conversation = None
 
     def __enter__(self) -> RLM:
         return self

@@ -13,7 +13,9 @@ One function, :func:`engine_options`, maps each keyword onto the flat options of
   ``environment_kwargs["setup_code"]`` -> ``repl_setup``;
 - ``custom_system_prompt`` -> ``system_prompt`` (taken literally);
 - ``compaction_threshold_pct`` -> ``compaction_threshold``; ``max_concurrent_subcalls``
-  -> ``max_concurrency``; ``on_iteration_*`` / ``on_subcall_complete`` -> ``on_event``.
+  -> ``max_concurrency``; ``on_iteration_*`` / ``on_subcall_complete`` -> ``on_event``;
+- ``persistent=True`` is handled by :class:`~rlm_engine.compat.rlm.core.RLM` (a
+  conversation), not here.
 
 A keyword without an equivalent raises :class:`UnsupportedOptionError` naming what to use.
 """
@@ -192,7 +194,6 @@ def engine_options(
     other_backend_kwargs: list[dict[str, Any]] | None,
     logger: Any,
     verbose: bool,
-    persistent: bool,
     custom_tools: Mapping[str, Any] | None,
     custom_sub_tools: Mapping[str, Any] | None,
     compaction: bool,
@@ -219,12 +220,6 @@ def engine_options(
             "max_errors",
             "the root reads each REPL error and tries again; bound a run with "
             "max_iterations, max_timeout, max_budget, max_tokens or max_llm_calls",
-        )
-    if persistent:
-        raise _unsupported(
-            "persistent=True",
-            "keep one REPL across questions with a conversation: "
-            "rlm_engine.RLM(...).conversation(context) and conv.send(question) per turn",
         )
     if on_subcall_start is not None:
         raise _unsupported(
