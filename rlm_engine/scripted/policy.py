@@ -54,6 +54,16 @@ _OUT_OF_ITERATIONS_RE = re.compile(r"out of iterations|no (?:more )?iterations l
 _QUERY_RE = re.compile(r"^Query: ", re.M)
 _IN_CONTEXT_RE = re.compile(r"\b(?:inside|in|within) the context\b", re.I)
 _WINDOW_RE = re.compile(r"can read about ([\d,]+) characters")
+#: The opening of a conversation's later turn (``rlm_engine.conversation.turn_message``).
+_LATER_TURN_RE = re.compile(r"^This is a later turn of a conversation", re.M)
+#: A remark that needs neither the material nor the REPL ("Thanks!", "Great, got it.").
+_COURTESY_RE = re.compile(
+    r"^(?:thanks?|thank you|thx|great|perfect|ok(?:ay)?|got it|cool|nice|awesome|"
+    r"that helps|understood)\b[\w\s,.!]*$",
+    re.I,
+)
+#: The scripted root's answer to such a remark.
+COURTESY_ANSWER = "You're welcome."
 
 
 def default_reply(req: Request) -> Reply:
@@ -190,11 +200,22 @@ def _best_answer(p: _Progress) -> str:
 # --- the root policy -----------------------------------------------------------------
 
 
+def is_courtesy(first_user: str) -> bool:
+    """Whether a conversation's later turn only says thanks (or the like): as the turn's
+    prompt advises, such a turn is answered at once, without another look at the material."""
+    if not _LATER_TURN_RE.search(first_user):
+        return False
+    query = query_text(first_user)
+    return len(query) <= 60 and "?" not in query and bool(_COURTESY_RE.match(query))
+
+
 def root_reply(req: Request) -> Reply:
     """The next root-LM turn of a scripted RLM run (see the module docstring)."""
     p = _progress(req)
     limit = _chunk_limit(req.system)
     if req.turn == 0:
+        if is_courtesy(req.first_user):  # a later turn that asks nothing: answer at once
+            return _final(COURTESY_ANSWER)
         return _inspect_step() if p.question is None else _chunk_step(p.question, limit)
     last = req.last_user
     if _OUT_OF_ITERATIONS_RE.search(last) or req.turn >= MAX_TURNS:
