@@ -1,5 +1,5 @@
 """Execution environments, chosen by name: ``auto`` (the default), ``local``, ``subprocess``,
-``sandbox``, ``docker``.
+``sandbox``, ``docker``, and the remote sandboxes ``modal``, ``prime``, ``e2b`` (``remote/``).
 
 ``auto`` is the strongest isolated environment that works on the machine (``sandbox``, else
 ``subprocess``; see ``auto.py``). ``local`` runs generated code inside the host process:
@@ -21,7 +21,7 @@ from rlm_engine.environments.local import LocalEnvironment, warn_local
 from rlm_engine.environments.options import OptionSpec, check_options, options_of
 
 #: Every name ``make_environment`` accepts.
-NAMES = (AUTO, "local", "subprocess", "sandbox", "docker")
+NAMES = (AUTO, "local", "subprocess", "sandbox", "docker", "modal", "prime", "e2b")
 
 
 def available_environments() -> dict[str, type[Environment]]:
@@ -32,6 +32,12 @@ def available_environments() -> dict[str, type[Environment]]:
         pass
     else:
         envs.update(ISOLATED_ENVIRONMENTS)
+    try:  # the SDKs themselves are imported only when a remote environment starts
+        from rlm_engine.environments.remote import REMOTE_ENVIRONMENTS
+    except ImportError:
+        pass
+    else:
+        envs.update(REMOTE_ENVIRONMENTS)
     return envs
 
 

@@ -1,0 +1,33 @@
+"""Remote sandboxes: the same stdio worker as the local environments, in a cloud sandbox.
+
+``modal`` (Modal Sandbox + exec), ``prime`` (Prime Intellect VM sandbox + live process)
+and ``e2b`` (E2B sandbox + background command). ``transport.py`` is the one seam a
+provider implements; ``base.py`` the host side they share. Importing this package imports
+no provider SDK: each is imported when an environment of its kind starts.
+"""
+
+from __future__ import annotations
+
+from rlm_engine.environments.base import Environment
+from rlm_engine.environments.remote.base import (
+    MissingCredentialsError,
+    RemoteEnvironment,
+)
+from rlm_engine.environments.remote.e2b_env import E2BEnvironment
+from rlm_engine.environments.remote.modal_env import ModalEnvironment
+from rlm_engine.environments.remote.prime_env import PrimeEnvironment
+
+REMOTE_ENVIRONMENTS: dict[str, type[Environment]] = {
+    "modal": ModalEnvironment,
+    "prime": PrimeEnvironment,
+    "e2b": E2BEnvironment,
+}
+
+__all__ = [
+    "REMOTE_ENVIRONMENTS",
+    "E2BEnvironment",
+    "MissingCredentialsError",
+    "ModalEnvironment",
+    "PrimeEnvironment",
+    "RemoteEnvironment",
+]
