@@ -81,6 +81,7 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
         self.last_result: RLMResult | None = None
         self._root = UsageTotals()
         self._sub = UsageTotals()
+        self._unpriced = False  # a call since reset() had no known price
 
     def completion(self, context: Any, query: str | None = None) -> str | None:
         """The answer to ``query`` about ``context``; None when the iterations ran out."""
@@ -89,6 +90,7 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
         self.last_result = result
         self._root.absorb(result.usage.root)
         self._sub.absorb(result.usage.sub)
+        self._unpriced |= any(r.cost is None for r in result.usage.records)
         if result.status == "max_iterations":
             return None
         raise_if_stopped(result, self.engine.config)
@@ -109,14 +111,8 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
             "sub_llm_tokens": sub.total_tokens,
             "root_llm_calls": root.calls,
             "sub_llm_calls": sub.calls,
-            "cost_known": self._priced(),
+            "cost_known": not self._unpriced,
         }
-
-    def _priced(self) -> bool:
-        result = self.last_result
-        if result is None:
-            return True
-        return all(r.cost is not None for r in result.usage.records)
 
     def reset(self) -> None:
         """Forget the counts and the last query (each completion has a fresh REPL anyway)."""
@@ -124,6 +120,7 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
         self.last_result = None
         self._root = UsageTotals()
         self._sub = UsageTotals()
+        self._unpriced = False  # a call since reset() had no known price
 
 
 __all__ = ["RLM_REPL"]
