@@ -205,6 +205,14 @@ async def test_cancelled_while_creating_the_late_sandbox_is_ended(cloud: Any) ->
     assert len(ledger.created) == 1 and ledger.live() == []
 
 
+async def test_the_documented_account_check_starts_a_sandbox_and_runs_a_cell(cloud: Any) -> None:
+    from rlm_engine.environments.probe import probe
+
+    name, ledger = cloud
+    assert await probe(name, **KW) is None
+    assert len(ledger.created) == 1 and ledger.live() == []
+
+
 def test_remote_names_work_in_every_form_and_options_are_checked() -> None:
     for name in PROVIDERS:
         RLMConfig(environment=name, environment_kwargs={"sandbox_timeout": 600, "cpus": 2})
@@ -360,7 +368,9 @@ def test_e2b_calls_match_the_installed_sdk() -> None:
     _accepts(Commands.send_stdin, "pid", "data")
     _accepts(Filesystem.write, "path", "data")
     assert inspect.iscoroutinefunction(AsyncCommandHandle.wait)
-    assert inspect.iscoroutinefunction(e2b.AsyncSandbox.kill) or callable(e2b.AsyncSandbox.kill)
+    # sandbox.kill() (async, instance) and e2b.Sandbox.kill(sandbox_id) (blocking, at exit)
+    assert inspect.iscoroutinefunction(e2b.AsyncSandbox.kill.__wrapped__)
+    _accepts(e2b.Sandbox._cls_kill, "sandbox_id")
     assert env.create_kwargs(_area())["allow_internet_access"] is False
 
 
