@@ -376,6 +376,16 @@ def test_bad_keywords_are_clear_errors(
     assert says in str(info.value)
 
 
+def test_the_seed_import_paths_exist() -> None:
+    """``rlm.core.rlm``, ``rlm.core.types`` and ``rlm.logger`` have their mirrors."""
+    from rlm_engine.compat.rlm.core.rlm import RLM as CoreRLM
+    from rlm_engine.compat.rlm.core.types import RLMChatCompletion, UsageSummary
+    from rlm_engine.compat.rlm.logger import RLMLogger as LoggerModule
+
+    assert CoreRLM is RLM and LoggerModule is RLMLogger
+    assert RLMChatCompletion.__dataclass_fields__["response"] and UsageSummary
+
+
 def test_logger_file_name_has_no_equivalent() -> None:
     with pytest.raises(ValueError, match="log_dir"):
         RLMLogger(file_name="custom")

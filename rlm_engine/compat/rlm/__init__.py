@@ -5,7 +5,7 @@ Change ``from rlm ...`` to ``from rlm_engine.compat.rlm ...`` in the import line
 ``RLM_REPL`` of the minimal ``rlm_repl`` library (``rlm_engine.compat.rlm.rlm_repl``).
 """
 
-from rlm_engine.compat.rlm.core import RLM
+from rlm_engine.compat.rlm.core.rlm import RLM
 from rlm_engine.compat.rlm.logger import RLMLogger
 from rlm_engine.compat.rlm.options import UnsupportedOptionError
 from rlm_engine.compat.rlm.results import (

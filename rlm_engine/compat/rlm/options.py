@@ -14,7 +14,7 @@ One function, :func:`engine_options`, maps each keyword onto the flat options of
 - ``custom_system_prompt`` -> ``system_prompt`` (taken literally);
 - ``compaction_threshold_pct`` -> ``compaction_threshold``; ``max_concurrent_subcalls``
   -> ``max_concurrency``; ``on_iteration_*`` / ``on_subcall_complete`` -> ``on_event``;
-- ``persistent=True`` is handled by :class:`~rlm_engine.compat.rlm.core.RLM` (a
+- ``persistent=True`` is handled by :class:`~rlm_engine.compat.rlm.core.rlm.RLM` (a
   conversation), not here.
 
 A keyword without an equivalent raises :class:`UnsupportedOptionError` naming what to use.
