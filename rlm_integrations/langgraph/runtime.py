@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import json
+import sys
 import threading
 import time
 import uuid
@@ -34,8 +35,10 @@ from langgraph.types import Overwrite
 from rlm_engine import prompts
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.conversation import Conversation
+from rlm_engine.environments.auto import AUTO, auto_decision, resolve_auto
 from rlm_engine.session import RLMResult, RLMSession, RLMState
 from rlm_engine.usage import Usage
+from rlm_integrations.langgraph.context_ref import ContextView
 
 T = TypeVar("T")
 
@@ -68,6 +71,7 @@ class _LoopThread:
                 loop = asyncio.new_event_loop()
 
                 def serve() -> None:
+                    _exempt_from_blockbuster()
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     loop.run_forever()
@@ -83,6 +87,37 @@ class _LoopThread:
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
+
+
+def _exempt_from_blockbuster(on: bool = True) -> None:
+    """Let this thread block: it runs the RLM sessions' own loop, not a server's.
+
+    ``langgraph dev`` turns on blockbuster, which raises ``BlockingError`` for a blocking
+    call in any thread with a running event loop, to protect the server's loop. The
+    engine's loop is a separate thread (starting a worker calls ``os.getcwd``, a context
+    is written to a file), so nothing here holds up the server. Blockbuster skips a thread
+    whose thread-local ``_skip`` flag is set; if a later blockbuster drops that flag the
+    server tests fail and ``langgraph dev --allow-blocking`` is the way out.
+    """
+    module = sys.modules.get("blockbuster.blockbuster")
+    skip = getattr(module, "_skip", None)
+    if skip is not None:
+        skip.value = on
+
+
+def _resolve_auto_exempt() -> None:
+    """``environment="auto"``'s one-time probe (it runs its own loop in a helper thread)."""
+    _exempt_from_blockbuster()
+    try:
+        resolve_auto()
+    finally:
+        _exempt_from_blockbuster(False)
+
+
+async def resolve_environment(config: RLMConfig) -> None:
+    """Make ``auto``'s decision (cached per process) where blockbuster allows it."""
+    if config.repl.environment == AUTO and not auto_decision().get("decided"):
+        await asyncio.to_thread(_resolve_auto_exempt)
 
 
 _LOOP = _LoopThread()
@@ -156,18 +191,22 @@ class SessionRegistry:
         """Open the session of a new run for the state's ``query``: the next turn of the
         thread's conversation when its context is unchanged, else the first turn of a new
         one. Returns the state updates that reset the thread's run keys."""
-        if "context" not in state or state["context"] is None:
+        # A context by reference is versioned without reading it (context_ref.ContextView).
+        ref_version = state.fingerprint() if isinstance(state, ContextView) else None
+        if ref_version is None and ("context" not in state or state["context"] is None):
             raise ValueError(
-                "The RLM graph needs a context: app.invoke({'context': ..., 'query': ...}). "
-                "To continue an interrupted run, invoke with None and the same thread_id."
+                "The RLM graph needs a context: app.invoke({'context': ..., 'query': ...}) "
+                "or {'context_ref': ...}. To continue an interrupted run, invoke with None "
+                "and the same thread_id."
             )
+        await resolve_environment(config)
         old_run = state.get("run_id")
         if old_run and old_run in self._sessions:  # an unfinished run is abandoned
             await self.discard(old_run)
         updates: dict[str, Any] = {}
         conv_id = state.get("conversation_id")
         conv: Conversation | None = None
-        fingerprint = context_fingerprint(state["context"])
+        fingerprint = ref_version or context_fingerprint(state["context"])
         if conv_id and fingerprint == state.get("context_sha"):
             conv = await self._conversation(config, state, conv_id)
         else:
@@ -264,6 +303,7 @@ class SessionRegistry:
             self._convs.move_to_end(conv_id)
             return conv
         await self._drop(conv_id)
+        await resolve_environment(config)
         conv = await Conversation.arestore(
             config, _conversation_data(state, turns), {"context": state["context"]}
         )

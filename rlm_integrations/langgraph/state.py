@@ -18,6 +18,8 @@ from typing import Annotated, Any
 from langgraph.channels import DeltaChannel
 from typing_extensions import TypedDict
 
+from rlm_integrations.langgraph.context_ref import ContextRef
+
 
 def keep_last(_state: Any, writes: Sequence[Any]) -> Any:
     """Reducer of write-once keys: the newest write wins (batching-invariant)."""
@@ -117,12 +119,17 @@ class IterationRecord(TypedDict):
 class RLMGraphState(TypedDict, total=False):
     """State of :func:`~rlm_integrations.langgraph.build_rlm_graph`.
 
-    Input: ``context`` (any value the REPL should hold as ``context``) and ``query``.
+    Input: ``context`` (any value the REPL should hold as ``context``) or ``context_ref``
+    (where the server reads it), and ``query``.
     Output: ``final_answer``, ``status``, ``usage`` and the full ``history``.
     """
 
     #: The long input. Written once; no later checkpoint contains it again.
     context: Annotated[Any, WriteOnceChannel()]
+    #: Where the context is instead (a file the server reads, or a LangGraph store item;
+    #: see :mod:`rlm_integrations.langgraph.context_ref`): a few bytes in each checkpoint,
+    #: read only when a REPL is built. Wins over ``context`` when set.
+    context_ref: ContextRef | None
     #: The question; None when the task is stated inside the context.
     query: str | None
     #: Engine run id (``RLMState.run_id``); keys the live REPL session of this run.
@@ -165,9 +172,10 @@ class RLMGraphState(TypedDict, total=False):
 
 
 class RLMInput(TypedDict, total=False):
-    """What ``invoke`` takes: the context and the query."""
+    """What ``invoke`` takes: the context (or ``context_ref``, where it is) and the query."""
 
     context: Any
+    context_ref: ContextRef | None
     query: str | None
 
 

@@ -26,6 +26,7 @@ from langgraph.types import Overwrite, interrupt
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
 from rlm_engine.session import RLMSession
+from rlm_integrations.langgraph.context_ref import ContextView
 from rlm_integrations.langgraph.review import apply_review, review_request
 from rlm_integrations.langgraph.runtime import (
     REGISTRY,
@@ -63,27 +64,37 @@ class RLMSteps:
     # -- node entry points (sync and async share the step coroutines) --------------------
     # Plain functions of the state, wrapped as ``RunnableLambda(sync, async)`` nodes; the
     # LangGraph runtime (stream writer, attempt number) comes from ``get_runtime()``.
+    # The state reaches the steps as a ``ContextView``: a ``context_ref`` is read (from a
+    # file, or the run's store) only if the step builds a REPL.
     def generate(self, state: RLMGraphState) -> dict[str, Any]:
         runtime = get_runtime()
-        return run_blocking(self._generate(state, self._emitter(runtime), _attempt(runtime)))
+        view = ContextView(state, runtime.store)
+        return run_blocking(self._generate(view, self._emitter(runtime), _attempt(runtime)))
 
     async def agenerate(self, state: RLMGraphState) -> dict[str, Any]:
         runtime = get_runtime()
-        return await run_async(self._generate(state, self._emitter(runtime), _attempt(runtime)))
+        view = ContextView(state, runtime.store)
+        return await run_async(self._generate(view, self._emitter(runtime), _attempt(runtime)))
 
     def execute(self, state: RLMGraphState) -> dict[str, Any]:
-        state = self._reviewed(state)
-        return run_blocking(self._execute(state, self._emitter(get_runtime())))
+        runtime = get_runtime()
+        view = ContextView(self._reviewed(state), runtime.store)
+        return run_blocking(self._execute(view, self._emitter(runtime)))
 
     async def aexecute(self, state: RLMGraphState) -> dict[str, Any]:
-        state = self._reviewed(state)
-        return await run_async(self._execute(state, self._emitter(get_runtime())))
+        runtime = get_runtime()
+        view = ContextView(self._reviewed(state), runtime.store)
+        return await run_async(self._execute(view, self._emitter(runtime)))
 
     def check_final(self, state: RLMGraphState) -> dict[str, Any]:
-        return run_blocking(self._check_final(state, self._emitter(get_runtime())))
+        runtime = get_runtime()
+        view = ContextView(state, runtime.store)
+        return run_blocking(self._check_final(view, self._emitter(runtime)))
 
     async def acheck_final(self, state: RLMGraphState) -> dict[str, Any]:
-        return await run_async(self._check_final(state, self._emitter(get_runtime())))
+        runtime = get_runtime()
+        view = ContextView(state, runtime.store)
+        return await run_async(self._check_final(view, self._emitter(runtime)))
 
     # -- helpers that must run in the node's own context ---------------------------------
     def _emitter(self, runtime: Runtime) -> EventHandler:
@@ -115,11 +126,13 @@ class RLMSteps:
     ) -> dict[str, Any]:
         if _starts_new_run(state):
             session, updates = await REGISTRY.start_run(self.config, state)
-            view = {**state, **{k: v for k, v in updates.items() if not isinstance(v, Overwrite)}}
+            plain = {k: state[k] for k in SCALAR_KEYS if k in state}  # never loads a context
+            view = {**plain, **{k: v for k, v in updates.items() if not isinstance(v, Overwrite)}}
             view["history"], view["usage_records"] = [], []
         else:
             session = await self._session(state, emit)
-            updates, view = {}, dict(state)
+            updates = {}
+            view = {k: state[k] for k in (*SCALAR_KEYS, "usage_records") if k in state}
         _sync(session, view)
         session.shared.on_event = event_handler(self.on_event, emit)
         mark = len(view.get("usage_records") or [])
