@@ -17,6 +17,7 @@ with their recorded sub-call answers, so nothing is paid twice.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -414,6 +415,8 @@ class Conversation:
         missing = [e.name for e in entries if e.name not in contexts]
         if missing:
             raise ValueError(f"Restoring this conversation needs the contexts {missing}")
+        for entry in entries:
+            _check_same_material(entry, contexts[entry.name])
         conv = into or cls(config, contexts.get("context"), on_event=on_event)
         await conv.astart()
         try:
@@ -453,6 +456,22 @@ class Conversation:
         except BaseException:
             conv._loop.close()
             raise
+
+
+def _check_same_material(entry: ContextEntry, value: Any) -> None:
+    """Refuse material other than the one a conversation was made over: replay re-runs
+    the recorded code over it and serves the recorded sub-call answers, so another
+    document would rebuild a REPL whose variables and answers silently disagree. The
+    description kept for it (type, size, preview) is compared, which costs no hashing."""
+    prepared, _ = prepare_input(value, None, require_material=False)
+    now = json.loads(json.dumps(prompts.describe_context(prepared), default=str))
+    was = json.loads(json.dumps(entry.info, default=str))
+    if now != was:
+        raise ValueError(
+            f"contexts[{entry.name!r}] is not the material this conversation was made over "
+            f"(it was {_describe(was)}; got {_describe(now)}). Pass the same material, or "
+            "start a new conversation over the new one."
+        )
 
 
 def stored_state(state: RLMState) -> dict[str, Any]:

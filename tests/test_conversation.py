@@ -185,6 +185,18 @@ def test_restore_needs_every_context(rlm: RLM, scripted_model: ScriptedModel) ->
         Conversation.restore(rlm.config, data, {})
 
 
+def test_restore_refuses_other_material(rlm: RLM, scripted_model: ScriptedModel) -> None:
+    """Replay re-runs the recorded code over what it is given and serves the recorded
+    sub-call answers: over another document it would rebuild a REPL whose variables and
+    answers disagree, silently. The description kept for each context must match."""
+    root(scripted_model, ["FINAL(a)"], when="Question")
+    with rlm.conversation(DOC) as conv:
+        conv.send("Question?")
+        data: dict[str, Any] = conv.to_dict()
+    with pytest.raises(ValueError, match="not the material this conversation was made over"):
+        Conversation.restore(rlm.config, data, {"context": DOC + " edited"})
+
+
 def test_an_empty_follow_up_is_refused_before_any_call(
     rlm: RLM, scripted_model: ScriptedModel, scripted_server: ScriptedServer
 ) -> None:
