@@ -51,6 +51,7 @@ class RLMSession:
         *,
         root_client: LMClient,
         root_model: str | None = None,
+        parent_call: str | None = None,
     ) -> None:
         self.config = config
         self.shared = shared
@@ -58,6 +59,9 @@ class RLMSession:
         self.env = env
         self.root_client = root_client
         self.root_model = root_model
+        #: For a child RLM, the id of the ``rlm_query`` call that started it (its events
+        #: carry it, so tracers nest concurrent children under the right call).
+        self.parent_call = parent_call
         self.depth = state.depth
         self.totals = UsageTotals()  # everything this session and its children used
         self._recorded = RecordedAnswers()  # filled only while replay() runs
@@ -82,6 +86,7 @@ class RLMSession:
         state: RLMState | None = None,
         logger: Any = None,
         on_event: EventHandler | None = None,
+        parent_call: str | None = None,
     ) -> RLMSession:
         """Start a session: make the clients (top level only) and the REPL holding ``context``.
 
@@ -105,7 +110,15 @@ class RLMSession:
         env = make_environment(
             config.repl.environment, config.repl.environment_kwargs, verbose=config.observe.verbose
         )
-        session = cls(config, shared, state, env, root_client=root_client, root_model=root_model)
+        session = cls(
+            config,
+            shared,
+            state,
+            env,
+            root_client=root_client,
+            root_model=root_model,
+            parent_call=parent_call,
+        )
         try:
             setup = config.repl.repl_setup if depth == 0 else None  # children hold other contexts
             await env.start(context, session.subcalls.functions(), setup=setup)
@@ -116,7 +129,9 @@ class RLMSession:
             shared.logger.start_run(session)
         return session
 
-    async def open_child(self, context: Any, query: str | None, model: str | None) -> RLMSession:
+    async def open_child(
+        self, context: Any, query: str | None, model: str | None, parent_call: str | None = None
+    ) -> RLMSession:
         """A child session one level deeper, for ``rlm_query``; it shares this run's resources."""
         return await RLMSession.open(
             self.config,
@@ -125,7 +140,17 @@ class RLMSession:
             shared=self.shared,
             depth=self.depth + 1,
             root_model=model,
+            parent_call=parent_call,
         )
+
+    def emit(self, event: str, **data: Any) -> None:
+        """A progress event of this session, with what tracers need to place it: the depth,
+        the session's ``run_id`` and, for a child RLM, the ``parent_call`` that started it."""
+        if self.shared.on_event is None:
+            return
+        if self.parent_call is not None:
+            data["parent_call"] = self.parent_call
+        self.shared.emit(event, depth=self.depth, run_id=self.state.run_id, **data)
 
     def record_spent(self, error: BaseException, role: str, depth: int | None = None) -> None:
         """Count what a failed or abandoned call cost (the client's estimate when the server
@@ -153,11 +178,14 @@ class RLMSession:
             st.status = "budget"
             st.error = f"Budget exhausted before the next root call ({reason})."
             return None
-        self.shared.emit(
+        self.emit(
             "iteration_start",
-            depth=self.depth,
             iteration=st.iteration + 1,
             environment=self.env.name,  # where this turn's code will run
+            model=self.root_model or self.root_client.model_name,
+            # The newest message of the root's prompt (the first user message or the last
+            # feedback): tracers show it as the root call's input, not the whole history.
+            prompt=st.iterations[-1].feedback if st.iterations else st.first_user,
         )
         started = time.perf_counter()
         try:
@@ -183,13 +211,16 @@ class RLMSession:
             "latency": time.perf_counter() - started,
             "truncated": resp.truncated,  # cut at the reply cap: execute says so
         }
-        self.shared.emit(
+        self.emit(
             "root_response",
-            depth=self.depth,
             iteration=st.iteration + 1,
             text=text,
+            model=resp.model,
             input_tokens=resp.input_tokens,
             output_tokens=resp.output_tokens,
+            cached_input_tokens=resp.cached_input_tokens,
+            cache_write_tokens=resp.cache_write_tokens,
+            cost=resp.cost,
             truncated=resp.truncated,
         )
         return text
@@ -281,12 +312,10 @@ class RLMSession:
             st.final_answer = it.final_answer
         if self.depth == 0 and self.shared.logger is not None:
             self.shared.logger.log_iteration(it, self.state)
-        self.shared.emit(
-            "iteration_end", depth=self.depth, iteration=it.index, final=it.final_answer is not None
-        )
+        self.emit("iteration_end", iteration=it.index, final=it.final_answer is not None)
 
     async def _run_block(self, code: str, index: int) -> CodeBlockResult:
-        self.shared.emit("code_start", depth=self.depth, iteration=index, code=code)
+        self.emit("code_start", iteration=index, code=code)
         with self.subcalls.collecting() as calls:
             r = await self.env.execute(code, timeout=self.shared.budget.clamp(self.env.timeout))
         # REPL code can make any str (chr(0xD800), bytes decoded with surrogateescape).
@@ -294,13 +323,14 @@ class RLMSession:
         r.error = None if r.error is None else clean_text(r.error)
         r.final = None if r.final is None else clean_text(r.final)
         result = capped_block(code, r, calls, self.config.repl.max_output_chars)
-        self.shared.emit(
+        self.emit(
             "code_end",
-            depth=self.depth,
             iteration=index,
             code=code,
             output=block_feedback(0, result, self.config.repl.max_output_chars),
             subcalls=len(calls),
+            error=result.error,
+            duration=result.duration,
         )
         return result
 
@@ -338,13 +368,13 @@ class RLMSession:
         )
         if self.depth == 0 and self.shared.logger is not None:
             self.shared.logger.log_result(result)
-        self.shared.emit(
+        self.emit(
             "final",
-            depth=self.depth,
             iteration=st.iteration,
             status=st.status,
             response=result.answer,
             warnings=result.warnings,
+            error=st.error,
         )
         return result
 

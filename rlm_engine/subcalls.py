@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,7 @@ class SubCallHost:
         self._run_child = run_child
         self.depth = session.depth
         self._block_calls: list[SubCall] | None = None
+        self._ids = itertools.count(1)  # call ids for events: a start and its end share one
 
     @property
     def config(self) -> RLMConfig:
@@ -90,20 +92,41 @@ class SubCallHost:
         finally:
             self._block_calls = None
 
-    def _log_call(self, call: SubCall) -> None:
+    def _next_id(self) -> str:
+        return f"{self._session.state.run_id}.{next(self._ids)}"
+
+    def _start(self, call: SubCall, call_id: str, *, child: bool = False) -> None:
+        """The ``subcall_start`` event; tracers get the prompt's head and tail only."""
+        self._session.emit(
+            "subcall_start",
+            function=call.function,
+            call_id=call_id,
+            model=call.model or self.shared.sub_client.model_name,
+            prompt=call.prompt,
+            prompt_chars=call.prompt_chars,
+            child=child,
+        )
+
+    def _log_call(
+        self, call: SubCall, call_id: str | None = None, cached: tuple[int, int] = (0, 0)
+    ) -> None:
         if self._block_calls is not None:
             self._block_calls.append(call)
-        self.shared.emit(
+        self._session.emit(
             "subcall_end",
-            depth=self.depth,
             function=call.function,
+            call_id=call_id or self._next_id(),  # replayed calls end without a start
             model=call.model,
             prompt=call.prompt[:200],
             response=call.response[:200],
+            answer=_keep(call.response),  # head and tail, for tracers
             error=call.error,
             truncated=call.truncated,
             input_tokens=call.input_tokens,
             output_tokens=call.output_tokens,
+            cost=call.cost,
+            cached_input_tokens=cached[0],
+            cache_write_tokens=cached[1],
             latency=call.latency,
             replayed=call.replayed,
         )
@@ -144,19 +167,21 @@ class SubCallHost:
         call, replayed = self._new_call(function, prompt, model, prompt)
         if replayed is not None:
             return replayed
-        self.shared.emit("subcall_start", depth=self.depth, function=function)
+        call_id = self._next_id()
+        self._start(call, call_id)
         too_long = oversized_prompt(prompt, model or self.shared.sub_client.model_name, function)
         if too_long:  # certainly past the model's window: say what fits, pay nothing
             call.error = call.response = too_long
-            self._log_call(call)
+            self._log_call(call, call_id)
             return call.response
         reason = self.shared.budget.reserve()
         if reason:
             finish = prompts.finish_hint(self.config.repl.finish_hint, self.depth)
             call.error = call.response = prompts.budget_exhausted_message(reason, finish)
-            self._log_call(call)
+            self._log_call(call, call_id)
             return call.response
         started = time.perf_counter()
+        cached = (0, 0)
         try:
             async with self.shared.semaphore:
                 resp = await self.shared.sub_client.acomplete(
@@ -185,8 +210,9 @@ class SubCallHost:
                 resp.output_tokens,
                 resp.cost,
             )
+            cached = (resp.cached_input_tokens, resp.cache_write_tokens)
         call.latency = time.perf_counter() - started
-        self._log_call(call)
+        self._log_call(call, call_id, cached)
         return call.response
 
     # -- rlm_query: a child RLM per prompt, a plain LM call at the depth limit -------------
@@ -219,15 +245,16 @@ class SubCallHost:
         call, replayed = self._new_call(function, prompt, model, key_text)
         if replayed is not None:
             return replayed
-        self.shared.emit("subcall_start", depth=self.depth, function=function)
+        call_id = self._next_id()
+        self._start(call, call_id, child=True)
         started = time.perf_counter()
         child_context = prompt if context is None else context
         child_query = None if context is None else prompt
         try:
-            child = await self._session.open_child(child_context, child_query, model)
+            child = await self._session.open_child(child_context, child_query, model, call_id)
         except Exception as e:
             call.error = call.response = f"Error: {function} could not start a child RLM: {e}"
-            self._log_call(call)
+            self._log_call(call, call_id)
             return call.response
         try:
             result = await self._run_child(child)
@@ -250,7 +277,7 @@ class SubCallHost:
                 f"child RLM ended with status {result.status}: {result.error or ''}".strip()
             )
             call.response = result.answer or f"Error: {call.error}"
-        self._log_call(call)
+        self._log_call(call, call_id)
         return call.response
 
     # -- bound tools -----------------------------------------------------------------------
@@ -265,16 +292,18 @@ class SubCallHost:
                 prompt_chars=0,
                 prompt_sha="",
             )
+            call_id = self._next_id()
+            self._start(call, call_id)
             try:
                 value = await tool.fn(*args, **kwargs)
             except Exception as e:
                 call.error = f"{type(e).__name__}: {e}"
                 call.latency = time.perf_counter() - started
-                self._log_call(call)
+                self._log_call(call, call_id)
                 raise
             call.response = _keep(clean_text(str(value)))
             call.latency = time.perf_counter() - started
-            self._log_call(call)
+            self._log_call(call, call_id)
             return value
 
         return call_tool

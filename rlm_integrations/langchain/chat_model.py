@@ -45,8 +45,10 @@ from rlm_engine.config import (
     RLMConfig,
     make_config,
 )
+from rlm_engine.display import event_handler
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
+from rlm_engine.trace_content import config_secrets
 from rlm_integrations.langchain.client import model_name_of
 from rlm_integrations.langchain.conversations import (
     STORE,
@@ -77,7 +79,8 @@ from rlm_integrations.langchain.tools import (
     repl_tools,
     tool_spec,
 )
-from rlm_integrations.langchain.usage import reporting_clients, root_model_name, unreported_usage
+from rlm_integrations.langchain.tracing import RunTree
+from rlm_integrations.langchain.usage import reports_itself, root_model_name
 
 # The run id and config of the current public call, for ``_stream``/``_astream``, which
 # LangChain calls without a run manager; progress events need the run they belong to.
@@ -498,10 +501,14 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
             STORE.release(key, keys[0] + (("ai", message_text(msg)),))
             return msg
         config = self._call_config(target, request)
-        root_client, sub_client = reporting_clients(*make_clients(config), target)
+        root_client, sub_client = make_clients(config)
         progress = progress_cls(target, writer)
+        tree = _run_tree(target, config, root_client, sub_client)
         shared = RunResources(
-            config, root_client=root_client, sub_client=sub_client, on_event=progress
+            config,
+            root_client=root_client,
+            sub_client=sub_client,
+            on_event=event_handler(progress, tree),
         )
         try:
             session = await RLMSession.open(
@@ -516,7 +523,8 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
                 await shared.aclose()
             finally:
                 await progress.aclose()  # deliver every queued progress event
-        msg = self._message(result, request, root_client, stop)
+                await tree.aclose()  # and every run of the tree, before this run ends
+        msg = self._message(result, request, root_client, stop, tree)
         if keys:  # a later call may continue this one (its REPL is rebuilt by replay then)
             transcript = keys[0] + (("ai", message_text(msg)),)
             STORE.remember_run(transcript, request.context, *keys[1:], session, result)
@@ -538,10 +546,11 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
         request: RLMRequest,
         root_client: LMClient,
         stop: list[str] | None,
+        tree: RunTree,
     ) -> AIMessage:
         stops = [*(self.stop or []), *(stop or [])]
         model = root_model_name(result.usage, request.model or root_client.model_name)
-        usage = unreported_usage(result.usage, root_client)
+        usage = tree.unreported(result.usage)  # every other call is a run of the tree
         return to_message(result, model, request.schema, request.tool_calls, stops, usage)
 
     async def _continue(
@@ -567,11 +576,12 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
             name = await conv.aadd_context(request.context)  # new material: context_1, ...
             query = query or f"The task is stated in `{name}`; find it there and complete it."
         config = self._call_config(target, request)
-        root_client, sub_client = reporting_clients(*make_clients(config), target)
+        root_client, sub_client = make_clients(config)
         progress = SyncProgress(target, writer)
+        tree = _run_tree(target, config, root_client, sub_client)
         try:
             session = await conv.open_turn(
-                query, on_event=progress, clients=(root_client, sub_client)
+                query, on_event=event_handler(progress, tree), clients=(root_client, sub_client)
             )
             session.root_model = request.model
             try:
@@ -581,10 +591,11 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
                 raise
             await conv.end_turn(session, result)
         finally:
+            await tree.aclose()
             await root_client.aclose()
             if sub_client is not root_client:
                 await sub_client.aclose()
-        return self._message(result, request, root_client, stop)
+        return self._message(result, request, root_client, stop, tree)
 
     # -- BaseChatModel hooks ----------------------------------------------------------------
     async def _agenerate(
@@ -635,6 +646,18 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
         target, writer = self._target(run_manager), stream_writer()
         msg = run_sync(self._arun(messages, stop, kwargs, target, SyncProgress, writer))
         yield from message_chunks(msg)
+
+
+def _run_tree(
+    target: RunTarget | None, config: RLMConfig, root: LMClient, sub: LMClient
+) -> RunTree:
+    """The run tree of one call (``.tracing``): LangChain models report their own calls."""
+    return RunTree(
+        target,
+        root_reports_itself=reports_itself(root),
+        sub_reports_itself=reports_itself(sub),
+        secrets=config_secrets(config),
+    )
 
 
 def _reset(token: Any) -> None:
