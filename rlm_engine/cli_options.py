@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_engine.config import OPTION_GROUP, OptionInfo, RLMConfig, options
-
-ENVIRONMENTS = ("auto", "local", "subprocess", "sandbox", "docker")
+from rlm_engine.environments import NAMES as ENVIRONMENTS  # every name make_environment takes
 
 #: Options a command line cannot take, and why.
 NOT_FLAGS: dict[str, str] = {

@@ -227,6 +227,26 @@ def test_remote_names_work_in_every_form_and_options_are_checked() -> None:
     assert RLMChatModel(environment="prime").environment == "prime"
 
 
+def test_rlm_run_takes_a_remote_environment_and_reports_missing_credentials(
+    tmp_path: Any,
+) -> None:
+    import subprocess
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("a document\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_engine.cli", "run", "-c", str(doc), "-q", "What is it?"]
+        + ["--backend", "scripted", "--environment", "e2b", "--env-opt", "sandbox_timeout=600"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "found no E2B API key: set E2B_API_KEY" in done.stderr
+
+
 async def test_landlock_true_is_refused_not_silently_dropped(cloud: Any) -> None:
     name, ledger = cloud
     env = make_environment(name, {**KW, "landlock": True})
