@@ -1,6 +1,7 @@
 """The ``rlm`` command: ``rlm run`` answers a query, ``rlm chat`` holds a conversation
 (:mod:`rlm_engine.cli_chat`), ``rlm view`` renders a trace to HTML, ``rlm bench`` runs the
-benchmark scripts of a checkout.
+benchmark scripts of a checkout, ``rlm eval`` compares direct calls and RLMs
+(:mod:`rlm_engine.cli_eval`).
 
 Exit codes are part of the interface so scripts can branch on them: 0 final answer, 2 no
 answer within the limits (iterations, budget, timeout), 1 error, 64 usage error, 130
@@ -458,8 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     from rlm_engine.cli_chat import add_chat_parser  # imports this module: not at the top
+    from rlm_engine.cli_eval import add_eval_parser
 
     add_chat_parser(sub)
+    add_eval_parser(sub)
 
     view = sub.add_parser("view", help="render a .jsonl trace as one self-contained HTML file")
     view.add_argument(

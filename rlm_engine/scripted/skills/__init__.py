@@ -42,6 +42,8 @@ __all__ = ["standard_skills"]
 
 def standard_skills() -> list[Skill]:
     """The skills every new ``ScriptedModel`` has, in the order they are tried."""
+    from rlm_engine.scripted import direct_sim, eval_reader
     from rlm_engine.scripted.skills import dspy, langchain
 
-    return [*langchain.SKILLS, *dspy.SKILLS]
+    # rlm eval's suites: exact reading for the RLM arms, a simulated direct model.
+    return [*langchain.SKILLS, *dspy.SKILLS, *eval_reader.SKILLS, *direct_sim.SKILLS]
