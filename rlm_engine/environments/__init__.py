@@ -1,5 +1,6 @@
 """Execution environments, chosen by name: ``auto`` (the default), ``local``, ``subprocess``,
-``sandbox``, ``docker``, and the remote sandboxes ``modal``, ``prime``, ``e2b`` (``remote/``).
+``sandbox``, ``docker``, and the remote ones ``modal``, ``prime``, ``e2b``, ``command``
+(``remote/``).
 
 ``auto`` is the strongest isolated environment that works on the machine (``sandbox``, else
 ``subprocess``; see ``auto.py``). ``local`` runs generated code inside the host process:
@@ -21,7 +22,7 @@ from rlm_engine.environments.local import LocalEnvironment, warn_local
 from rlm_engine.environments.options import OptionSpec, check_options, options_of
 
 #: Every name ``make_environment`` accepts.
-NAMES = (AUTO, "local", "subprocess", "sandbox", "docker", "modal", "prime", "e2b")
+NAMES = (AUTO, "local", "subprocess", "sandbox", "docker", "modal", "prime", "e2b", "command")
 
 
 def available_environments() -> dict[str, type[Environment]]:
