@@ -53,6 +53,14 @@ DEFAULT_REQUEST_TIMEOUT = 300.0
 #: weak model on llama.cpp wrote 7,527 tokens in one turn, about 5 minutes, until the
 #: server's window ended the run). A cut reply is flagged and the root is told so.
 DEFAULT_MAX_REPLY_TOKENS = 8_192
+#: How a completion answers (``RunLimits.mode``): the RLM loop, one direct LM call, or
+#: whichever fits (direct under the threshold).
+MODES = ("rlm", "direct", "auto")
+#: mode="auto" answers directly up to this share of the root model's window: reported
+#: direct-call accuracy falls well before the window is full (the RLM paper's GPT-5 curves
+#: drop from about 2^14-2^15 tokens), and the rest of the window keeps room for the reply.
+#: Measure your own model with ``rlm eval`` and set direct_threshold(_tokens) from it.
+DEFAULT_DIRECT_THRESHOLD = 0.25
 
 
 def option(default: Any = None, doc: str = "", *, factory: Any = None) -> Any:
@@ -128,7 +136,8 @@ class ReplyLimits:
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Limits of the whole completion, child RLMs included."""
+    """Limits of the whole completion, child RLMs included, and whether it runs the RLM
+    loop at all (``mode``: the loop, one direct LM call, or whichever fits)."""
 
     max_iterations: int = option(DEFAULT_MAX_ITERATIONS, "root turns before the run stops")
     max_depth: int = option(
@@ -148,6 +157,20 @@ class RunLimits:
     final_answer_on_max_iterations: bool = option(
         True, "when turns run out, ask the root once more for its best answer"
     )
+    mode: str = option(
+        "rlm",
+        "rlm (the RLM loop, the paper's behaviour), direct (one LM call with the whole "
+        "context and the query) or auto (direct when they fit under direct_threshold, else "
+        "the loop); the result's path and path_reason say which ran and why",
+    )
+    direct_threshold: float = option(
+        DEFAULT_DIRECT_THRESHOLD,
+        "mode=auto answers directly when context and query fit in this share of the root "
+        "model's input window (see direct_threshold_tokens)",
+    )
+    direct_threshold_tokens: int | None = option(
+        None, "mode=auto's threshold in tokens; overrides direct_threshold"
+    )
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:
@@ -160,6 +183,14 @@ class RunLimits:
         _at_least("max_total_tokens", self.max_total_tokens, 1)
         _at_least("max_cost", self.max_cost, 0, strict=True)
         _at_least("run_timeout", self.run_timeout, 0, strict=True)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 0 < self.direct_threshold <= 1:
+            raise ValueError(
+                f"direct_threshold is a share of the root window in (0, 1], got "
+                f"{self.direct_threshold!r} (a size in tokens: direct_threshold_tokens)"
+            )
+        _at_least("direct_threshold_tokens", self.direct_threshold_tokens, 1)
 
 
 @dataclass(frozen=True)
@@ -231,6 +262,12 @@ class Observability:
     logger: Any = option(None, "an RLMLogger (or compatible) that records every trajectory")
     verbose: bool = option(False, "print each turn, its code and output")
     on_event: EventHandler | None = option(None, "callback for progress events")
+    tracer_provider: Any = option(
+        None,
+        "an OpenTelemetry TracerProvider: spans for the completion, its iterations, root "
+        "calls, code cells, sub-calls and child RLMs (otel extra; default: on when the "
+        "standard OTEL_* exporter variables are set)",
+    )
 
 
 #: The groups of :class:`RLMConfig`, by attribute name.
@@ -395,6 +432,7 @@ def make_config(config: RLMConfig | None = None, **options: Any) -> RLMConfig:
 
 __all__ = [
     "GROUPS",
+    "MODES",
     "OPTION_GROUP",
     "EventHandler",
     "History",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlm_engine import direct
 from rlm_engine.aio import run_sync
 from rlm_engine.config import EventHandler, RLMConfig, make_config
 from rlm_engine.conversation import Conversation
@@ -64,13 +65,27 @@ class RLM:
     async def acompletion(
         self, context: Any, query: str | None = None, *, on_event: EventHandler | None = None
     ) -> RLMResult:
-        """Answer ``query`` about ``context`` (or the task stated inside ``context``)."""
-        session = await self.open_session(context, query, on_event=on_event)
+        """Answer ``query`` about ``context`` (or the task stated inside ``context``).
+
+        ``mode`` (``RLMConfig.run.mode``) picks the RLM loop, one direct LM call, or
+        whichever fits (:mod:`rlm_engine.direct`); ``result.path``/``path_reason`` say
+        which ran and why.
+        """
+        check_material(context, query)
+        shared = RunResources(self.config, on_event=on_event)
+
+        async def loop(reason: str) -> RLMResult:
+            session = await RLMSession.open(self.config, context, query, shared=shared)
+            session.state.path_reason = reason
+            try:
+                return await run(session)
+            finally:
+                await session.close()
+
         try:
-            return await run(session)
+            return await direct.complete(self.config, shared, context, query, rlm=loop)
         finally:
-            await session.close()
-            await session.shared.aclose()
+            await shared.aclose()
 
     def completion(
         self, context: Any, query: str | None = None, *, on_event: EventHandler | None = None

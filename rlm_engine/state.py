@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rlm_engine.compaction import Compaction, history_messages
 from rlm_engine.config import RLMConfig
@@ -19,6 +19,9 @@ from rlm_engine.prompts import build_system_prompt
 from rlm_engine.text import clean_text
 from rlm_engine.types import Iteration, Message, Status
 from rlm_engine.usage import Usage
+
+#: Which path answered a completion: the RLM loop or one direct LM call.
+Path = Literal["rlm", "direct"]
 
 
 @dataclass
@@ -47,6 +50,8 @@ class RLMState:
     #: The latest compaction of the root history (``rlm_engine.compaction``): iterations
     #: ``1..upto`` are replaced in ``messages()`` by ``summary``; None until one happens.
     compaction: dict[str, Any] | None = None
+    #: Why this run took the RLM loop (``RunLimits.mode``; ``rlm_engine.direct``).
+    path_reason: str | None = None
 
     @classmethod
     def opening(
@@ -129,6 +134,10 @@ class RLMResult:
     #: Where the generated code ran ("sandbox", "subprocess", "local", ...): the default
     #: "auto" resolved to what this machine has.
     environment: str = ""
+    #: Which path answered: "rlm" (the loop) or "direct" (one LM call, no REPL), and why
+    #: (``RunLimits.mode``; ``rlm_engine.direct``).
+    path: Path = "rlm"
+    path_reason: str = ""
 
     @classmethod
     def of(
@@ -155,6 +164,8 @@ class RLMResult:
             context_info=state.context_info,
             warnings=warnings,
             environment=environment,
+            path="rlm",
+            path_reason=state.path_reason or "",
         )
 
     @property
@@ -173,6 +184,8 @@ class RLMResult:
             "error": self.error,
             "warnings": list(self.warnings),
             "environment": self.environment,
+            "path": self.path,
+            "path_reason": self.path_reason,
             "duration": self.duration,
             "iterations": len(self.iterations),
             "usage": usage,

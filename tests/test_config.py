@@ -32,6 +32,8 @@ from rlm_engine.config import (
     options,
 )
 from rlm_engine.environments import HostFunction
+from opentelemetry.sdk.trace import TracerProvider
+
 from rlm_engine.logger import RLMLogger
 from rlm_integrations.dspy import RLMModule
 from rlm_integrations.dspy.module import NOT_OPTIONS
@@ -49,6 +51,7 @@ def _on_event(event: dict[str, Any]) -> None:
 
 
 FAKE_LLM = FakeListChatModel(responses=["x"])
+TRACER_PROVIDER = TracerProvider()  # an OpenTelemetry SDK provider (otel extra)
 
 
 def samples(tmp_path: Path) -> dict[str, Any]:
@@ -74,6 +77,9 @@ def samples(tmp_path: Path) -> dict[str, Any]:
         "max_cost": 0.5,
         "run_timeout": 60.0,
         "final_answer_on_max_iterations": False,
+        "mode": "auto",
+        "direct_threshold": 0.5,
+        "direct_threshold_tokens": 5_000,
         "environment": "subprocess",
         "environment_kwargs": {"timeout": 9},
         "max_output_chars": 1234,
@@ -89,6 +95,7 @@ def samples(tmp_path: Path) -> dict[str, Any]:
         "logger": RLMLogger(tmp_path / "logs"),
         "verbose": True,
         "on_event": _on_event,
+        "tracer_provider": TRACER_PROVIDER,
     }
 
 
