@@ -3,7 +3,9 @@ rows, the shared rate limit (measured at the scripted HTTP server)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,12 @@ import pytest
 from rlm_engine.batch import BatchRow, RowError, load_rows, read_results, run_batch
 from rlm_engine.batch.output import ResultWriter
 from rlm_engine.batch.results import RowResult
+from rlm_engine.clients.rate_limit import (
+    LocalRateLimiter,
+    RateLimit,
+    RateLimitedClient,
+    RateSchedule,
+)
 from rlm_engine.scripted.server import ScriptedServer
 from tests.test_engine import haystack
 
@@ -134,3 +142,76 @@ def test_unknown_option_is_an_error_before_any_work(scripted_server, tmp_path):
     with pytest.raises(ValueError, match="executor"):
         run_batch(rows(1), executor="spark", **engine(scripted_server))
     assert completions(scripted_server) == 0
+
+
+# -- the shared rate limit ----------------------------------------------------------------
+
+
+def peak_per_second(server: ScriptedServer) -> int:
+    """Most completion requests the server saw start within any one second."""
+    starts = sorted(r.started_at for r in server.stats.completions())
+    return max((sum(1 for t in starts[i:] if t < s + 1.0) for i, s in enumerate(starts)), default=0)
+
+
+def span(server: ScriptedServer) -> float:
+    starts = [r.started_at for r in server.stats.completions()]
+    return max(starts) - min(starts)
+
+
+#: Requests the limiter spaced can still reach the server closer together: each is sent
+#: after its wait, and on a loaded machine the send itself can lag by a few 100 ms.
+SEND_JITTER_REQUESTS = 3
+
+
+def test_rate_limit_holds_at_the_server(scripted_server):
+    summary = run_batch(rows(5), concurrency=5, requests_per_minute=600, **engine(scripted_server))
+    assert summary.by_status == {"final": 5} and completions(scripted_server) == 20
+    # 600/min = 10/s (unlimited, these 20 calls all start within about half a second)
+    assert peak_per_second(scripted_server) <= 10 + SEND_JITTER_REQUESTS
+    assert span(scripted_server) >= 19 / 10 - 0.5
+
+
+def test_schedule_spaces_requests_and_tokens_per_model():
+    s = RateSchedule({"*": RateLimit(requests_per_minute=60), "big": RateLimit(None, 6_000)})
+    assert [s.reserve("m", 10, now=0.0) for _ in range(3)] == [0.0, 1.0, 2.0]
+    assert s.reserve("other", 10, now=0.0) == 0.0  # limits are per model
+    assert s.reserve("big", 100, now=0.0) == 0.0  # 100 tokens at 100/s: the next waits 1 s
+    assert s.reserve("big", 100, now=0.0) == pytest.approx(1.0)
+    s.settle("big", 200)  # the call really used 300 tokens: 2 s more
+    assert s.reserve("big", 1, now=0.0) == pytest.approx(4.0)
+    assert RateSchedule({}).reserve("m", 10**9, now=0.0) == 0.0  # no limit: no wait
+
+
+def test_a_429_holds_every_caller_of_the_model(scripted_server):
+    from rlm_engine.clients.openai import OpenAIClient
+    from rlm_engine.scripted import Fault
+
+    limiter = LocalRateLimiter({"*": RateLimit(requests_per_minute=6_000)})
+    inner = OpenAIClient(
+        model_name="scripted-sub", base_url=scripted_server.base_url, api_key="sk-test",
+        max_retries=0,
+    )  # fmt: skip
+    client = RateLimitedClient(inner, limiter)
+    scripted_server.inject(Fault(status=429, retry_after=7, times=1))
+    hi = [{"role": "user", "content": "hi"}]
+
+    async def calls() -> float:
+        with pytest.raises(Exception, match="429"):
+            await client.acomplete(hi)
+        wait = limiter.schedule.reserve("scripted-sub", 1, now=time.monotonic())
+        await client.aclose()
+        return wait
+
+    # the provider's Retry-After now holds every caller sharing the limit
+    assert 6.0 < asyncio.run(calls()) <= 7.0
+
+
+def test_429s_are_retried_by_the_client_and_the_row_succeeds(scripted_server, tmp_path):
+    from rlm_engine.scripted import Fault
+
+    scripted_server.inject(Fault(status=429, retry_after=0.1, times=2))
+    summary = run_batch(
+        rows(1), requests_per_minute=6_000, max_retries=3, **engine(scripted_server)
+    )
+    assert summary.by_status == {"final": 1} and summary.correct == 1
+    assert [r.status for r in scripted_server.stats.log if r.status == 429] == [429, 429]

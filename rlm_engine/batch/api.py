@@ -7,6 +7,7 @@ typo never costs a half-run batch. Only this process writes results (see
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Iterable
@@ -35,6 +36,105 @@ def _check(executor: str, concurrency: int) -> None:
         raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
 
 
+class _Batch:
+    """One batch, checked and ready: the rows still to run, the writer, the display."""
+
+    def __init__(
+        self,
+        rows: str | Path | Iterable[Any],
+        *,
+        executor: str,
+        address: str | None,
+        concurrency: int,
+        out: str | Path | None,
+        limits: RateLimits,
+        progress: bool | IO[str],
+        config: RLMConfig,
+    ) -> None:
+        _check(executor, concurrency)
+        batch = load_rows(rows)
+        self.executor, self.address, self.concurrency = executor, address, concurrency
+        self.config, self.limits = config, limits
+        self.writer = ResultWriter(out) if out is not None else None
+        done = self.writer.done if self.writer else set()
+        self.todo = [r for r in batch if r.id not in done]
+        self.summary = BatchSummary(
+            rows=len(batch),
+            skipped=len(batch) - len(self.todo),
+            executor=executor,
+            out=str(self.writer.path) if self.writer else None,
+        )
+        stream = progress if not isinstance(progress, bool) else sys.stderr
+        self.display = BatchProgress(len(self.todo), stream, enabled=progress is not False)
+        self._seen: set[str] = set()
+
+    def on_result(self, result: RowResult) -> None:
+        """Keep one result per row (a second one, from a retried task, is dropped)."""
+        if result.id in self._seen or (self.writer is not None and not self.writer.write(result)):
+            return
+        self._seen.add(result.id)
+        self.summary.results.append(result)
+        self.display.update(result)
+
+    async def run_local(self) -> None:
+        from rlm_engine.batch.local import run_local
+
+        limiter = LocalRateLimiter(self.limits) if self.limits else None
+        with self.display:
+            started = time.monotonic()
+            await run_local(
+                self.todo,
+                self.config,
+                concurrency=self.concurrency,
+                limiter=limiter,
+                on_result=self.on_result,
+            )
+            self.summary.wall_seconds = time.monotonic() - started
+
+    def run_ray(self) -> None:
+        from rlm_engine.batch.ray_executor import run_ray
+
+        run_ray(
+            self.todo,
+            self.config,
+            address=self.address,
+            concurrency=self.concurrency,
+            limits=self.limits,
+            on_result=self.on_result,
+            summary=self.summary,
+            display=self.display,
+        )
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _batch(
+    rows: str | Path | Iterable[Any],
+    executor: str,
+    address: str | None,
+    concurrency: int,
+    out: str | Path | None,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    model_rate_limits: RateLimits | None,
+    progress: bool | IO[str],
+    config: RLMConfig | None,
+    options: dict[str, Any],
+) -> _Batch:
+    return _Batch(
+        rows,
+        executor=executor,
+        address=address,
+        concurrency=concurrency,
+        out=out,
+        limits=rate_limits(requests_per_minute, tokens_per_minute, model_rate_limits),
+        progress=progress,
+        config=make_config(config, **options),
+    )
+
+
 async def arun_batch(
     rows: str | Path | Iterable[Any],
     *,
@@ -49,61 +149,19 @@ async def arun_batch(
     config: RLMConfig | None = None,
     **options: Any,
 ) -> BatchSummary:
-    """Async form of :func:`run_batch` (the Ray driver loop runs in a thread)."""
-    _check(executor, concurrency)
-    cfg = make_config(config, **options)
-    batch = load_rows(rows)
-    limits = rate_limits(requests_per_minute, tokens_per_minute, model_rate_limits)
-    writer = ResultWriter(out) if out is not None else None
-    todo = [r for r in batch if writer is None or r.id not in writer.done]
-    summary = BatchSummary(
-        rows=len(batch),
-        skipped=len(batch) - len(todo),
-        executor=executor,
-        out=str(writer.path) if writer else None,
-    )
-    stream = progress if not isinstance(progress, bool) else sys.stderr
-    display = BatchProgress(len(todo), stream, enabled=progress is not False)
-
-    def on_result(result: RowResult) -> None:
-        if writer is not None and not writer.write(result):
-            return  # a second result for a written id (a retried task): dropped
-        if writer is None and any(r.id == result.id for r in summary.results):
-            return
-        summary.results.append(result)
-        display.update(result)
-
+    """Async form of :func:`run_batch` (Ray's driver loop runs in a worker thread)."""
+    batch = _batch(
+        rows, executor, address, concurrency, out, requests_per_minute, tokens_per_minute,
+        model_rate_limits, progress, config, options,
+    )  # fmt: skip
     try:
-        if executor == "local":
-            limiter = LocalRateLimiter(limits) if limits else None
-            from rlm_engine.batch.local import run_local
-
-            with display:
-                started = time.monotonic()
-                await run_local(
-                    todo, cfg, concurrency=concurrency, limiter=limiter, on_result=on_result
-                )
-                summary.wall_seconds = time.monotonic() - started
+        if executor == "ray":
+            await asyncio.to_thread(batch.run_ray)
         else:
-            import asyncio
-
-            from rlm_engine.batch.ray_executor import run_ray
-
-            await asyncio.to_thread(
-                run_ray,
-                todo,
-                cfg,
-                address=address,
-                concurrency=concurrency,
-                limits=limits,
-                on_result=on_result,
-                summary=summary,
-                display=display,
-            )
+            await batch.run_local()
     finally:
-        if writer is not None:
-            writer.close()
-    return summary
+        batch.close()
+    return batch.summary
 
 
 def run_batch(
@@ -121,21 +179,18 @@ def run_batch(
     **options: Any,
 ) -> BatchSummary:
     """Run one completion per row; see the :mod:`rlm_engine.batch` docstring."""
-    return run_sync(
-        arun_batch(
-            rows,
-            executor=executor,
-            address=address,
-            concurrency=concurrency,
-            out=out,
-            requests_per_minute=requests_per_minute,
-            tokens_per_minute=tokens_per_minute,
-            model_rate_limits=model_rate_limits,
-            progress=progress,
-            config=config,
-            **options,
-        )
-    )
+    batch = _batch(
+        rows, executor, address, concurrency, out, requests_per_minute, tokens_per_minute,
+        model_rate_limits, progress, config, options,
+    )  # fmt: skip
+    try:
+        if executor == "ray":
+            batch.run_ray()  # in this thread: Ray installs its signal handlers in the main one
+        else:
+            run_sync(batch.run_local())
+    finally:
+        batch.close()
+    return batch.summary
 
 
 __all__ = ["DEFAULT_BATCH_CONCURRENCY", "EXECUTORS", "BatchRow", "arun_batch", "run_batch"]
