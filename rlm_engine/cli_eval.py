@@ -28,6 +28,7 @@ from rlm_engine.cli import (
 from rlm_engine.cli_options import NO_LIMIT, OptionError, add_option_flags, options_from_args
 from rlm_engine.clients import BACKENDS
 from rlm_engine.evals.arms import ARMS
+from rlm_engine.evals.runner import EXECUTORS
 from rlm_engine.evals.suites import SUITES
 from rlm_engine.evals.tasks import DEFAULT_SIZES, parse_size, size_label
 
@@ -114,6 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             max_cost=args.max_cost,
             concurrency=args.concurrency,
             retry_errors=args.retry_errors,
+            executor=args.executor,
             dry_run=args.dry_run,
             on_record=on_record,
             on_estimate=lambda est: _say(est.line()) if not args.quiet else None,
@@ -225,6 +227,13 @@ def add_eval_parser(sub: Any) -> None:
         default=4,
         metavar="N",
         help="runs in flight at once (default: 4)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: this process (default); ray: the batch runner's Ray executor (a local "
+        "cluster, or the one RAY_ADDRESS names)",
     )
     p.add_argument(
         "--retry-errors",

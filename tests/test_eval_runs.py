@@ -243,3 +243,50 @@ def test_report_without_simulation_has_no_banner() -> None:
 def test_direct_simulation_decays_with_length_and_has_a_window() -> None:
     assert accuracy(8_000, "niah") > 0.9 > accuracy(128_000, "niah") > accuracy(128_000, "pairs")
     assert accuracy(300_000, "niah") == 0.0
+
+
+def test_batch_runner_gives_the_local_runners_records(
+    scripted_server: ScriptedServer, tmp_path: Path
+) -> None:
+    """``executor="ray"`` goes through the batch runner (rlm_engine.batch); here its local
+    executor stands in for Ray: same statuses, scores, paths, sub-calls and tokens as the
+    harness's own runner, and over-window direct runs are still not sent."""
+    import asyncio
+
+    from rlm_engine.evals.arms import root_window
+    from rlm_engine.evals.on_batch import run_on_batch
+    from rlm_engine.evals.suites import generate
+
+    config = _config(scripted_server)
+    spec = EvalSpec(suites=["niah", "pairs"], sizes=[1_000, 8_000], tasks=1)
+    local = _by(run_eval(spec, config, tmp_path).records)
+    window = asyncio.run(root_window(config))
+    tasks = [generate(s, 0, n, 0) for s in ("niah", "pairs") for n in (1_000, 8_000)]
+    for arm in ARMS:
+        for rec in asyncio.run(
+            run_on_batch(arm, tasks, config, window, executor="local", concurrency=4)
+        ):
+            mine = local[(arm, rec.suite, rec.size)]
+            same = (
+                "status",
+                "score",
+                "path",
+                "iterations",
+                "sub_calls",
+                "input_tokens",
+                "output_tokens",
+            )
+            assert {f: getattr(rec, f) for f in same} == {f: getattr(mine, f) for f in same}
+            # Costs differ by what the server's simulated prompt cache had seen before.
+            assert (rec.cost is None) == (mine.cost is None)
+
+
+def test_unknown_executor_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="executor must be one of local, ray"):
+        run_eval(
+            EvalSpec(suites=["niah"], sizes=[1_000], tasks=1),
+            RLMConfig(backend="scripted"),
+            tmp_path,
+            executor="spark",
+        )
+    assert not (tmp_path / "runs.jsonl").exists()

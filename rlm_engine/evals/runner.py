@@ -1,11 +1,12 @@
 """Run an evaluation: every arm on every task, resumable, bounded in cost and concurrency.
 
-Tasks are generated one (suite, size) cell at a time, so memory holds one cell's contexts
-(the 2M-token cell of five suites is about 120 MB of text), and every arm runs on the
-same tasks. Runs go through an asyncio runner with at most ``concurrency`` in flight
-(the batch runner of the scale-out work is not in this version of the engine). Each
-finished run is appended to ``runs.jsonl`` at once; a run already recorded there is not
-run again (``retry_errors`` re-runs those that ended in an error).
+Tasks are generated one (suite, size) cell at a time, so memory holds one cell's tasks
+(three 2M-token contexts are about 24 MB of text), and every arm runs on the same tasks.
+Runs go through an asyncio runner with at most ``concurrency`` in flight, which records
+each run's path and sub-calls exactly; ``executor="ray"`` sends them to the batch
+runner's Ray executor instead (:mod:`.on_batch`). Each finished run is appended to
+``runs.jsonl`` at once; a run already recorded there is not run again (``retry_errors``
+re-runs those that ended in an error).
 
 Before anything is sent, the cost of the runs still to make is estimated and checked
 against ``max_cost`` (:mod:`.cost`); while running, each run's engine budget is what is
@@ -25,12 +26,15 @@ from rlm_engine.aio import run_sync
 from rlm_engine.config import RLMConfig
 from rlm_engine.evals import arms as arms_mod
 from rlm_engine.evals.cost import EvalEstimate, prices, run_estimate
+from rlm_engine.evals.on_batch import run_on_batch
 from rlm_engine.evals.records import RunLog, RunRecord, run_key
 from rlm_engine.evals.suites import SUITES, generate
 from rlm_engine.evals.tasks import DEFAULT_SIZES, Task
 from rlm_engine.evals.user_suite import load_suite
 
 RUNS_FILE = "runs.jsonl"
+#: Where runs go: this process's asyncio runner, or the batch runner's Ray executor.
+EXECUTORS = ("local", "ray")
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.txt"
 
@@ -177,6 +181,7 @@ async def arun_eval(
     concurrency: int = 4,
     retry_errors: bool = False,
     dry_run: bool = False,
+    executor: str = "local",
     on_record: Callable[[RunRecord, int, int], None] | None = None,
     on_estimate: Callable[[EvalEstimate], None] | None = None,
 ) -> EvalResult:
@@ -185,10 +190,13 @@ async def arun_eval(
     Raises :class:`~.cost.CostGuardError` before sending anything when the estimate of the
     runs still to make is over ``max_cost`` (or a price is unknown and ``max_cost`` is
     set). ``dry_run`` stops after the estimate. ``on_record(record, done, total)`` is
-    called as each run ends.
+    called as each run ends. ``executor``: ``"local"`` (this process's asyncio runner) or
+    ``"ray"`` (the batch runner's Ray executor, :mod:`.on_batch`).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     out = Path(out_dir)
     log = RunLog(out / RUNS_FILE)
     _, done = log.read()
@@ -208,20 +216,19 @@ async def arun_eval(
     total = estimate.runs
     finished = 0
 
-    async def one(arm: str, task: Task) -> None:
+    def budgeted() -> RLMConfig | None:
+        """The config of the next run, its engine budget what is left; None: spent."""
+        left = None if max_cost is None else max_cost - sum(spent)
+        if left is None:
+            return config
+        if left <= 0:
+            if not stopped:
+                stopped.append(f"max_cost ${max_cost:g} spent; later runs were not started")
+            return None
+        return config.replace(max_cost=min(left, config.run.max_cost or left))
+
+    def keep(rec: RunRecord) -> None:
         nonlocal finished
-        async with sem:
-            left = None if max_cost is None else max_cost - sum(spent)
-            if left is not None and left <= 0:
-                if not stopped:
-                    stopped.append(f"max_cost ${max_cost:g} spent; later runs were not started")
-                return
-            cfg = (
-                config
-                if left is None
-                else config.replace(max_cost=min(left, config.run.max_cost or left))
-            )
-            rec = await arms_mod.run_arm(arm, task, cfg, window)
         if rec.cost:
             spent.append(rec.cost)
         log.append(rec.to_dict())
@@ -230,17 +237,41 @@ async def arun_eval(
         if on_record is not None:
             on_record(rec, finished, total)
 
-    for _suite, _size, make in spec.cells():
-        tasks = make()
-        jobs = []
-        for task in tasks:
-            todo = _todo(task, spec.arms, done, retry_errors)
-            result.resumed += len(spec.arms) - len(todo)
-            jobs += [one(arm, task) for arm in todo]
-        if jobs:
-            await asyncio.gather(*jobs)
-        if stopped:
-            break
+    async def one(arm: str, task: Task) -> None:
+        async with sem:
+            cfg = budgeted()
+            if cfg is None:
+                return
+            rec = await arms_mod.run_arm(arm, task, cfg, window)
+        keep(rec)
+
+    async def run_all() -> None:
+        for _suite, _size, make in spec.cells():
+            tasks = make()
+            todo = {task.index: _todo(task, spec.arms, done, retry_errors) for task in tasks}
+            result.resumed += sum(len(spec.arms) - len(arms) for arms in todo.values())
+            if executor == "local":
+                await asyncio.gather(*(one(arm, t) for t in tasks for arm in todo[t.index]))
+            else:
+                for arm in spec.arms:
+                    batch = [t for t in tasks if arm in todo[t.index]]
+                    cfg = budgeted() if batch else None
+                    if cfg is None:
+                        continue
+                    for rec in await run_on_batch(
+                        arm, batch, cfg, window, executor=executor, concurrency=concurrency
+                    ):
+                        keep(rec)
+            if stopped:
+                return
+
+    if executor == "ray":  # one cluster for every batch (each would start its own)
+        from rlm_engine.batch.ray_executor import cluster
+
+        with cluster(None):
+            await run_all()
+    else:
+        await run_all()
     result.ran = len(result.records)
     result.spent = sum(spent) if spent or max_cost is not None else None
     result.stopped = stopped[0] if stopped else None
