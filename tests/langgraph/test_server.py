@@ -256,7 +256,17 @@ def test_agent_graph_answers_over_its_context(
     answer = out["messages"][-1]
     assert answer["type"] == "ai" and answer["content"] == ANSWER
     assert answer["response_metadata"]["rlm_status"] == "final"
-    assert answer["usage_metadata"]["total_tokens"] > 0
+    assert answer["response_metadata"]["rlm_usage"]["sub"]["calls"] == 24
+
+    client.store.put_item(["docs"], "agent", {"context": haystack})
+    by_ref = client.threads.create()["thread_id"]
+    ref = {"store": {"namespace": ["docs"], "key": "agent"}}
+    out = client.runs.wait(
+        by_ref,
+        "rlm_agent",
+        input={"messages": [{"role": "user", "content": QUESTION}], "context_ref": ref},
+    )
+    assert out["messages"][-1]["content"] == ANSWER and "context" not in out
 
     lm.reset_stats()
     bare = client.threads.create()["thread_id"]
@@ -264,3 +274,15 @@ def test_agent_graph_answers_over_its_context(
         bare, "rlm_agent", input={"messages": [{"role": "user", "content": "hi"}]}
     )
     assert "context" in out["messages"][-1]["content"] and lm.stats.log == []
+
+
+def test_the_schemas_tell_api_users_what_goes_in_and_out(client: SyncLangGraphClient) -> None:
+    by_graph = {a["graph_id"]: a for a in client.assistants.search()}
+    assert set(by_graph) == {"rlm", "rlm_agent"}
+    rlm = client.assistants.get_schemas(by_graph["rlm"]["assistant_id"])
+    assert set(rlm["input_schema"]["properties"]) == {"context", "context_ref", "query"}
+    out = set(rlm["output_schema"]["properties"])
+    assert {"final_answer", "status", "usage", "history"} <= out and "context" not in out
+    assert "pending_response" in rlm["state_schema"]["properties"]
+    agent = client.assistants.get_schemas(by_graph["rlm_agent"]["assistant_id"])
+    assert {"messages", "context", "context_ref"} <= set(agent["input_schema"]["properties"])
