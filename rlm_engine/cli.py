@@ -205,6 +205,7 @@ def _summary_line(res: RLMResult, limits: RunLimits) -> str:
         f"({res.usage.root.calls} root, {res.usage.sub.calls} sub) · {tokens} tokens · "
         f"{cost} · {fmt_seconds(res.duration)}"
         + (f" · environment: {res.environment}" if res.environment else "")
+        + (f" · path: {res.path} ({res.path_reason})" if limits.mode != "rlm" else "")
         + (f" · models: {models}" if models else "")
     )
 
@@ -240,24 +241,35 @@ async def _drive(
     """One completion, as ``RLM.acompletion`` runs it, plus what the command adds: the
     estimate before a large run, and on Ctrl-C (the task is cancelled) the trace's
     ``interrupted`` ending with the iteration in progress."""
-    from rlm_engine import RLM
-    from rlm_engine.session import run
+    from rlm_engine import direct
+    from rlm_engine.inputs import check_material
+    from rlm_engine.resources import RunResources
+    from rlm_engine.session import RLMSession, run
 
     show_progress = not (args.quiet or args.verbose)
     handlers = (recorder, progress) if show_progress else (recorder,)
-    session = await RLM(config).open_session(context, args.query, on_event=_fan_out(*handlers))
+    check_material(context, args.query)
+    shared = RunResources(config, on_event=_fan_out(*handlers))
+
+    async def loop(path_reason: str) -> RLMResult:  # --mode: unless one direct call answers
+        session = await RLMSession.open(config, context, args.query, shared=shared)
+        session.state.path_reason = path_reason
+        try:
+            if not args.quiet:
+                _say_estimate(session, config.run)
+            with progress if show_progress else contextlib.nullcontext():
+                return await run(session)
+        except asyncio.CancelledError:
+            if config.observe.logger is not None:
+                config.observe.logger.log_interrupted(session, recorder.partial())
+            raise
+        finally:
+            await session.close()
+
     try:
-        if not args.quiet:
-            _say_estimate(session, config.run)
-        with progress if show_progress else contextlib.nullcontext():
-            return await run(session)
-    except asyncio.CancelledError:
-        if config.observe.logger is not None:
-            config.observe.logger.log_interrupted(session, recorder.partial())
-        raise
+        return await direct.complete(config, shared, context, args.query, rlm=loop)
     finally:
-        await session.close()
-        await session.shared.aclose()
+        await shared.aclose()
 
 
 def _interrupted(trace: Path | None) -> int:
@@ -462,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rlm_engine.cli_eval import add_eval_parser
 
     add_chat_parser(sub)
+
+    from rlm_engine.cli_batch import add_batch_parser  # imports this module: not at the top
+
+    add_batch_parser(sub)
     add_eval_parser(sub)
 
     view = sub.add_parser("view", help="render a .jsonl trace as one self-contained HTML file")
@@ -493,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if args.command in ("run", "chat"):  # option values are usage errors, before any work
+    if args.command in ("run", "chat", "batch"):  # option values are usage errors, before any work
         try:
             args.options = options_from_args(args)
         except OptionError as e:
