@@ -28,6 +28,13 @@ KNOWN_WINDOWS: dict[str, int] = {
     "claude-3-5": 200_000,
     "claude-3-7": 200_000,
     "gemini-2.5": 1_048_576,
+    "gemini-2.0": 1_048_576,
+    "gemini-3": 1_048_576,
+    "gemini-1.5-pro": 2_097_152,
+    "gemini-1.5-flash": 1_048_576,
+    "o1": 200_000,
+    "deepseek-chat": 65_536,  # DeepSeek's API (V3)
+    "deepseek-reasoner": 65_536,
 }
 #: Characters per token of the estimate used when no tokenizer is installed: English
 #: prose and code average 3.5-4.5 with the OpenAI and Anthropic tokenizers; the low end
@@ -40,12 +47,13 @@ TOKENS_PER_MESSAGE = 4
 # context length is N tokens"), Anthropic ("prompt is too long: N tokens > M maximum"),
 # vLLM ("This model's maximum context length is N tokens"), llama.cpp ("the request exceeds
 # the available context size", "exceed_context_size_error"), LiteLLM
-# (ContextWindowExceededError), Ollama ("input length exceeds the context length").
+# (ContextWindowExceededError), Ollama ("input length exceeds the context length"), Gemini
+# ("The input token count (N) exceeds the maximum number of tokens allowed (M).").
 _OVERFLOW = re.compile(
     r"context_length_exceeded|maximum context length|prompt is too long|"
     r"exceeds? (the )?(available )?context|context window|exceed_context_size|"
     r"input length exceeds|too many tokens|reduce the length of the messages|"
-    r"ContextWindowExceeded",
+    r"ContextWindowExceeded|exceeds the maximum number of tokens allowed",
     re.IGNORECASE,
 )
 
@@ -72,8 +80,11 @@ def is_context_overflow(error: BaseException) -> bool:
     """Whether ``error`` says the prompt did not fit the model's window.
 
     Checks the error's text, its ``code``/``body`` (the openai and anthropic SDKs' status
-    errors carry the provider's JSON body) and its causes.
+    errors carry the provider's JSON body) and its causes. A refused reply cap beside a
+    prompt that fits (:func:`cap_too_large`) is not an overflow.
     """
+    if cap_too_large(error) is not None:
+        return False
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -86,7 +97,7 @@ def is_context_overflow(error: BaseException) -> bool:
 
 _WINDOW_IN_ERROR = re.compile(
     r"maximum context length is (\d[\d,]*)|> ?(\d[\d,]*) maximum|context (?:size|length) "
-    r"(?:is |of )?\(?(\d[\d,]*)",
+    r"(?:is |of )?\(?(\d[\d,]*)|[\"']n_ctx[\"']: ?(\d+)|tokens allowed \((\d+)\)",
     re.IGNORECASE,
 )
 
@@ -99,6 +110,69 @@ def window_from_error(error: BaseException) -> int | None:
         return None
     number = next(g for g in m.groups() if g)
     return int(number.replace(",", ""))
+
+
+# vLLM refuses a reply cap that does not fit beside the prompt: "'max_tokens' or
+# 'max_completion_tokens' is too large: 8192. This model's maximum context length is 8192
+# tokens and your request has 808 input tokens (8192 > 8192 - 808)"; older versions: "...
+# However, you requested 9000 tokens (808 in the messages, 8192 in the completion)".
+_CAP_IN_ERROR = re.compile(
+    r"maximum context length is (\d[\d,]*) tokens.{0,80}?"
+    r"(?:your request has (\d[\d,]*) input tokens|\((\d[\d,]*) in the messages)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def cap_too_large(error: BaseException) -> tuple[int, int] | None:
+    """``(window, prompt_tokens)`` when ``error`` refused the reply cap, not the prompt: the
+    prompt fits (``prompt_tokens < window``) and a lower cap would be accepted, else None.
+
+    Such a refusal is not an overflow: compacting the history would not help, lowering the
+    cap to ``window - prompt_tokens`` does.
+    """
+    m = _CAP_IN_ERROR.search(_describe(error))
+    if not m:
+        return None
+    window = int(m.group(1).replace(",", ""))
+    prompt = int((m.group(2) or m.group(3)).replace(",", ""))
+    return (window, prompt) if prompt < window else None
+
+
+#: The fewest tokens a reply is left when the estimated prompt nearly fills the window: the
+#: estimate errs high, so the server (which counts exactly) decides whether the prompt fits.
+MIN_REPLY_ROOM = 256
+
+
+def reply_room(window: int, messages: Sequence[Message]) -> int:
+    """Tokens left for the reply in a window of ``window`` tokens (prompt and reply
+    together, as vLLM's ``max_model_len`` and llama.cpp's ``n_ctx`` count) after
+    ``messages``, estimated on the high side; at least :data:`MIN_REPLY_ROOM`."""
+    return max(MIN_REPLY_ROOM, window - estimate_tokens(messages))
+
+
+def window_chars(window: int, reply_reserve: int | None) -> int:
+    """Characters a sub-call prompt may hold in a window of ``window`` tokens that also
+    holds the reply (``reply_reserve`` tokens, at most half the window): what the root is
+    told a sub-model reads at once. Estimated at :data:`CHARS_PER_TOKEN`, 90% of it."""
+    reserve = min(reply_reserve or 0, window // 2)
+    return int((window - reserve) * CHARS_PER_TOKEN * 0.9)
+
+
+#: Model families whose chat template has no system role (Gemma 1 and 2 raise "System role
+#: not supported" or leave the message out): the system prompt must go in the first user
+#: turn. By the last part of the model id, lower case.
+SYSTEMLESS_MODELS = ("gemma-2", "gemma-1", "gemma-7b", "gemma-2b", "gemma2", "codegemma")
+
+
+def drops_system(model: str | None, chat_template: str | None = None) -> bool:
+    """Whether a server would lose ``model``'s system message: its chat template (llama.cpp
+    reports it at ``/props``) never mentions a system role or refuses one, or, with no
+    template to read, the model belongs to a family known to have none."""
+    if chat_template:
+        lowered = chat_template.lower()
+        return "system role not supported" in lowered or "system" not in lowered
+    name = (model or "").replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return name.startswith(SYSTEMLESS_MODELS)
 
 
 #: Characters per token above which no real text goes (dense prose is ~4.5): a prompt
@@ -144,6 +218,12 @@ def _describe(error: BaseException) -> str:
 __all__ = [
     "CHARS_PER_TOKEN",
     "KNOWN_WINDOWS",
+    "MIN_REPLY_ROOM",
+    "SYSTEMLESS_MODELS",
+    "cap_too_large",
+    "drops_system",
+    "reply_room",
+    "window_chars",
     "estimate_tokens",
     "is_context_overflow",
     "known_window",

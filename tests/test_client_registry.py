@@ -148,7 +148,10 @@ def test_missing_extra_is_named_in_the_error() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     message = proc.stdout
-    assert "backend must be a backend name (openai, anthropic, scripted) or an LMClient" in message
+    assert (
+        "backend must be a backend name (openai, anthropic, scripted, vllm, llamacpp, azure, openrouter, portkey, gemini, litellm) or an LMClient"
+        in message
+    )
     assert "install `rlm-integrations[langchain]`" in message
 
 
@@ -161,7 +164,10 @@ def test_unknown_object_says_what_is_accepted() -> None:
     with pytest.raises(TypeError) as err:
         make_client(ForeignModel("x"))
     message = str(err.value)
-    assert "a backend name (openai, anthropic, scripted, langchain)" in message
+    assert (
+        "a backend name (openai, anthropic, scripted, vllm, llamacpp, azure, openrouter, portkey, gemini, litellm, langchain)"
+        in message
+    )
     assert "an LMClient" in message and "a LangChain chat model" in message
     assert "ForeignModel" in message
     assert "register_adapter" in message

@@ -1,7 +1,8 @@
 """LM backends: by name, or through an adapter for a foreign model object.
 
-The engine knows its own clients (``openai``, ``anthropic``, ``scripted``) and nothing
-else. Other packages add theirs:
+The engine knows its own clients (``openai``, ``anthropic``, ``scripted``, the presets
+``vllm``, ``llamacpp``, ``azure``, ``openrouter``, ``portkey``, and ``gemini`` and
+``litellm`` when their extras are installed) and nothing else. Other packages add theirs:
 
 - :func:`register_backend` maps a name to an ``LMClient`` class or factory (or a lazy
   ``"module:attr"`` string): ``make_client("name", kwargs)`` calls it with ``**kwargs``.
@@ -43,6 +44,13 @@ BACKENDS: dict[str, str | ClientFactory] = {
     "openai": "rlm_engine.clients.openai:OpenAIClient",
     "anthropic": "rlm_engine.clients.anthropic:AnthropicClient",
     "scripted": "rlm_engine.clients.scripted:ScriptedClient",
+    "vllm": "rlm_engine.clients.local:VLLMClient",
+    "llamacpp": "rlm_engine.clients.local:LlamaCppClient",
+    "azure": "rlm_engine.clients.azure:AzureOpenAIClient",
+    "openrouter": "rlm_engine.clients.openrouter:OpenRouterClient",
+    "portkey": "rlm_engine.clients.portkey:PortkeyClient",
+    "gemini": "rlm_engine.clients.gemini:GeminiClient",
+    "litellm": "rlm_engine.clients.litellm:LiteLLMClient",
 }
 
 

@@ -23,18 +23,36 @@ from rlm_engine.types import LMResponse, Message
 #: USD per 1M tokens: ``(input, output)`` or ``{"input": ..., "output": ...}``.
 Pricing: TypeAlias = Sequence[float] | dict[str, float]
 
-# USD per 1M tokens (input, output); users can pass backend_kwargs={"pricing": (in, out)}.
+# USD per 1M tokens (input, output), list prices of each provider's common models, by
+# model-name prefix (the longest wins; a provider prefix such as "openai/" or "gemini/"
+# is ignored). Users can pass backend_kwargs={"pricing": (in, out)}; a cost the provider
+# reports (OpenRouter's usage.cost, LiteLLM's) wins over this table. Azure, OpenRouter,
+# Portkey and LiteLLM serve these same models, so their names find these prices.
 KNOWN_PRICES: dict[str, tuple[float, float]] = {
+    # OpenAI (also Azure OpenAI, whose replies name the model)
     "gpt-5": (1.25, 10.0),
     "gpt-5-mini": (0.25, 2.0),
     "gpt-5-nano": (0.05, 0.4),
     "gpt-4.1": (2.0, 8.0),
     "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-4.1-nano": (0.1, 0.4),
     "gpt-4o": (2.5, 10.0),
     "gpt-4o-mini": (0.15, 0.6),
+    "o3": (2.0, 8.0),
+    "o4-mini": (1.1, 4.4),
+    # Anthropic
     "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-sonnet-4": (3.0, 15.0),
     "claude-opus-4-1": (15.0, 75.0),
+    "claude-opus-4": (15.0, 75.0),
     "claude-haiku-4-5": (1.0, 5.0),
+    "claude-3-5-haiku": (0.8, 4.0),
+    # Google Gemini (prompts up to 200k tokens for the pro models)
+    "gemini-2.5-pro": (1.25, 10.0),
+    "gemini-2.5-flash": (0.3, 2.5),
+    "gemini-2.5-flash-lite": (0.1, 0.4),
+    "gemini-2.0-flash": (0.1, 0.4),
+    "gemini-2.0-flash-lite": (0.075, 0.3),
 }
 
 
@@ -57,17 +75,16 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 
 def price_for(model: str, pricing: Pricing | None = None) -> tuple[float, float] | None:
-    """Per-1M-token prices: explicit ``pricing`` wins, else the longest known prefix."""
+    """Per-1M-token prices: explicit ``pricing`` wins, else the longest known prefix of the
+    model's name without its provider prefix (``openai/gpt-5-mini``, ``models/gemini-...``)."""
     if pricing is not None:
         if isinstance(pricing, dict):
             return float(pricing["input"]), float(pricing["output"])
         inp, out = pricing
         return float(inp), float(out)
-    best = None
-    for name, p in KNOWN_PRICES.items():
-        if model.startswith(name) and (best is None or len(name) > len(best[0])):
-            best = (name, p)
-    return best[1] if best else None
+    name = model.rsplit("/", 1)[-1].lower()
+    best = max((p for p in KNOWN_PRICES if name.startswith(p)), key=len, default=None)
+    return KNOWN_PRICES[best] if best else None
 
 
 class ReplyNotJSONError(ValueError):
@@ -193,6 +210,8 @@ CACHE_RATES: dict[str, tuple[float, float]] = {
     "o4-mini": (0.25, 1.0),
     "gpt-4o": (0.5, 1.0),
     "claude": (0.1, 1.25),
+    "gemini-2.5": (0.1, 1.0),  # implicit caching: cached input at 10% (2.5), 25% (2.0)
+    "gemini": (0.25, 1.0),
 }
 
 

@@ -16,6 +16,16 @@ llama.cpp and OpenAI stop generating it. Usage comes from the stream's final chu
 messages of one role are merged before sending (strict chat templates refuse them), and
 the reply cap goes out as ``max_completion_tokens`` to api.openai.com (its reasoning
 models refuse ``max_tokens``) and as ``max_tokens`` to every other server.
+
+Windows are read, not assumed (``rlm_engine.clients.server_info``): the ``vllm`` and
+``llamacpp`` backends ask the server once for the model's window (``max_model_len``,
+``n_ctx``) and chat template; every OpenAI-compatible client learns it from a refusal that
+states it, or takes ``context_window`` from the user. A window known from the server or the user (``context_window``) holds
+prompt and reply together, so the reply cap is lowered to the room the prompt leaves
+(vLLM refuses prompt + ``max_tokens`` past ``max_model_len``; a refusal that names the
+prompt's exact size is retried once with the room it leaves), and the root is told what
+the sub-model really reads. A chat template without a system role (Gemma on llama.cpp)
+gets the system prompt as the first user turn (``system_as_user``).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict, TypeVar
 from urllib.parse import urlparse
@@ -48,6 +59,7 @@ from rlm_engine.clients.deadline import (
     sync_deadline,
     within_deadline,
 )
+from rlm_engine.clients.server_info import ServerInfo, probe
 from rlm_engine.clients.streaming import (
     adrain,
     attach_partial_usage,
@@ -57,6 +69,14 @@ from rlm_engine.clients.streaming import (
 )
 from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
 from rlm_engine.types import LMResponse, Message
+from rlm_engine.windows import (
+    CHARS_PER_TOKEN,
+    cap_too_large,
+    drops_system,
+    known_window,
+    reply_room,
+    window_chars,
+)
 
 if TYPE_CHECKING:
     import httpx2  # the SDK's HTTP library
@@ -151,6 +171,8 @@ class OpenAIClient(LMClient):
         http_client: httpx2.AsyncClient | None = None,
         prompt_caching: bool = True,
         max_tokens: int | None = None,
+        context_window: int | None = None,
+        system_as_user: bool | None = None,
         **completion_kwargs: Any,
     ) -> None:
         # OpenAI-compatible servers cache identical prompt prefixes on their own (nothing
@@ -169,9 +191,8 @@ class OpenAIClient(LMClient):
             common["timeout"] = timeout
         self.timeout = timeout
         self._common = common
-        self._async = openai.AsyncOpenAI(
-            **common,
-            http_client=http_client or openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+        self._async = self._async_sdk(
+            common, http_client or openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
         )
         #: Where requests go, as errors name it (the SDK's resolved URL, never None).
         self.url = str(self._async.base_url).rstrip("/")
@@ -193,9 +214,82 @@ class OpenAIClient(LMClient):
         #: Ask for the stream's usage chunk; off once the server refused ``stream_options``
         #: (older Azure API versions, some proxies): usage is then estimated.
         self._usage_in_stream = True
-        if context_chars:
-            self.context_chars = context_chars
+        #: Characters the root is told a sub-call may hold; None: from the window.
+        self._explicit_chars = context_chars or None
+        if context_window is not None and context_window < 1:
+            raise ValueError(f"context_window must be >= 1 token, got {context_window!r}")
+        #: The model's window in tokens, prompt and reply together, as the user gave it.
+        self._user_window = context_window
+        #: True/False as the user chose; None: decided from the server's chat template or
+        #: the model's family (``rlm_engine.windows.drops_system``).
+        self.system_as_user = system_as_user
+        #: What the server said about itself (None: not asked yet).
+        self._facts: ServerInfo | None = None
+        self._facts_lock = threading.Lock()
+        self._headers = dict(default_headers or {})
         self._resolve_lock = asyncio.Lock()
+
+    #: Ask the server for the model's window and chat template (two GETs, once): on for
+    #: the local-server backends (``vllm``, ``llamacpp``), which answer them; the plain
+    #: client learns a window from a refusal that states it, or from ``context_window``.
+    discovers_window = False
+
+    @property
+    def asks_server(self) -> bool:
+        """Whether to ask the server for its window and template: never OpenAI itself (its
+        models are in the built-in table), nor when the user gave both."""
+        told = self._user_window is not None and self.system_as_user is not None
+        return self.discovers_window and not told and not is_openai_api(self.url)
+
+    def server_facts(self) -> ServerInfo:
+        """What the server reports about the model (asked once; blocking, bounded)."""
+        if self._facts is None:
+            with self._facts_lock:
+                if self._facts is None:
+                    model = None if self.model_name == "auto" else self.model_name
+                    self._facts = (
+                        probe(self.url, model, self._probe_headers())
+                        if self.asks_server
+                        else ServerInfo()
+                    )
+        return self._facts
+
+    def _probe_headers(self) -> dict[str, str]:
+        key = self._common["api_key"]
+        auth = {"Authorization": f"Bearer {key}"} if key != "not-needed" else {}
+        return {**auth, **self._headers, "User-Agent": "rlm-engine-probe/1"}
+
+    @property
+    def context_window(self) -> int | None:
+        """The window in tokens, prompt and reply together: the user's, else the server's."""
+        if self._user_window is not None:
+            return self._user_window
+        return self.server_facts().window
+
+    @property
+    def context_chars(self) -> int:
+        """Characters a sub-call prompt may hold, as the root is told: given, else from the
+        window the server or user gave (less room for a reply), else from the built-in
+        table of cloud models, else the engine's default."""
+        if self._explicit_chars:
+            return self._explicit_chars
+        window = self.context_window
+        if window:
+            return window_chars(window, self.max_tokens)
+        listed = known_window(None if self.model_name == "auto" else self.model_name)
+        if listed:
+            return int(listed * CHARS_PER_TOKEN * 0.9)
+        return LMClient.context_chars
+
+    @context_chars.setter
+    def context_chars(self, value: int) -> None:
+        self._explicit_chars = value
+
+    def _system_as_user(self, model: str) -> bool:
+        if self.system_as_user is not None:
+            return self.system_as_user
+        facts = self._facts or ServerInfo()
+        return drops_system(model, facts.chat_template)
 
     async def _model(self, model: str | None) -> str:
         if model:
@@ -234,19 +328,38 @@ class OpenAIClient(LMClient):
     def _sync(self) -> openai.OpenAI:
         if self._sync_client is None:  # most runs are async-only; skip the second pool
             http = enforce_sync_deadlines(openai.DefaultHttpxClient(verify=shared_ssl_context()))
-            self._sync_client = openai.OpenAI(**self._common, http_client=http)
+            self._sync_client = self._sync_sdk(self._common, http)
         return self._sync_client
 
+    def _async_sdk(self, common: _SDKOptions, http: httpx2.AsyncClient) -> openai.AsyncOpenAI:
+        """The SDK's async client (a subclass may make Azure's)."""
+        return openai.AsyncOpenAI(**common, http_client=http)
+
+    def _sync_sdk(self, common: _SDKOptions, http: httpx2.Client) -> openai.OpenAI:
+        """The SDK's sync client, made on first sync use."""
+        return openai.OpenAI(**common, http_client=http)
+
     def _request(
-        self, messages: list[Message], model: str, timeout: float | None
+        self, messages: list[Message], model: str, timeout: float | None, room: int | None = None
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": alternate_roles(messages),
-            **self.completion_kwargs,
-        }
+        """The request body; ``room``: the reply tokens the window has left, when known
+        from a refusal (else estimated from a known window)."""
+        if self._system_as_user(model):
+            messages = system_as_first_user(messages)
+        messages = alternate_roles(messages)
+        body: dict[str, Any] = {"model": model, "messages": messages, **self.completion_kwargs}
         if self.max_tokens is not None and not {"max_tokens", "max_completion_tokens"} & set(body):
             body[self.cap_name] = self.max_tokens
+        window = (
+            self._user_window
+            if self._user_window is not None
+            else (self._facts.window if self._facts else None)
+        )
+        if room is None and window is not None:
+            room = reply_room(window, messages)
+        if room is not None:
+            key = next((k for k in ("max_tokens", "max_completion_tokens") if k in body), None)
+            body[key or self.cap_name] = min(body[key], room) if key else room
         body["stream"] = True
         if self._usage_in_stream:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -308,14 +421,16 @@ class OpenAIClient(LMClient):
         self, messages: list[Message], model: str | None, timeout: float | None
     ) -> LMResponse:
         name = await self._model(model)
+        if self._facts is None:
+            await asyncio.to_thread(self.server_facts)
         for attempt in range(_MALFORMED_RETRIES + 1):
             try:
-                try:
-                    return await self._astream(messages, name, timeout)
-                except openai.BadRequestError as e:
-                    if not self._refused_stream_options(e):
-                        raise
-                return await self._astream(messages, name, timeout)
+                room: int | None = None
+                while True:  # each fix applies once (_refusal_fix), then a 400 is raised
+                    try:
+                        return await self._astream(messages, name, timeout, room)
+                    except openai.BadRequestError as e:
+                        room = self._refusal_fix(e, room)
             except openai.APIConnectionError as e:
                 self._reraise(e, timeout)
             except (ValueError, openai.APIResponseValidationError) as e:
@@ -324,8 +439,24 @@ class OpenAIClient(LMClient):
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
 
+    def _refusal_fix(self, e: openai.BadRequestError, room: int | None) -> int | None:
+        """The reply room to resend with after a 400 this client can fix, else re-raise:
+        ``stream_options`` refused (resend without, same room), or a reply cap the server
+        says does not fit beside the prompt (resend with the room its numbers leave)."""
+        if self._refused_stream_options(e):
+            return room
+        refused = cap_too_large(e)
+        if refused is None or room is not None:
+            raise e
+        window, prompt = refused
+        if self._user_window is None and (self._facts is None or self._facts.window is None):
+            self._facts = ServerInfo(
+                window, "the server's refusal", (self._facts or ServerInfo()).chat_template
+            )
+        return window - prompt
+
     async def _astream(
-        self, messages: list[Message], name: str, timeout: float | None
+        self, messages: list[Message], name: str, timeout: float | None, room: int | None = None
     ) -> LMResponse:
         """One streamed request; abandoned (cancelled, timed out, failed), its stream is
         closed so the server stops, and the exception carries the usage estimate."""
@@ -333,7 +464,7 @@ class OpenAIClient(LMClient):
         try:
             stream = await self._async.post(
                 "/chat/completions",
-                **self._request(messages, name, timeout),
+                **self._request(messages, name, timeout, room),
                 stream_cls=openai.AsyncStream[dict[str, Any]],
             )
         except asyncio.CancelledError as e:  # sent, perhaps being answered: count the prompt
@@ -350,23 +481,26 @@ class OpenAIClient(LMClient):
         if name is None:
             return super().complete(messages, model=model, timeout=timeout)
         bound = timeout if timeout is not None else self.timeout
+        self.server_facts()
         with sync_deadline(bound, self.where):
             try:
-                try:
-                    return self._stream(messages, name, bound)
-                except openai.BadRequestError as e:
-                    if not self._refused_stream_options(e):
-                        raise
-                return self._stream(messages, name, bound)
+                room: int | None = None
+                while True:  # each fix applies once (_refusal_fix), then a 400 is raised
+                    try:
+                        return self._stream(messages, name, bound, room)
+                    except openai.BadRequestError as e:
+                        room = self._refusal_fix(e, room)
             except (openai.APIConnectionError, *SDK_FAILURES) as e:
                 self._reraise(e, bound)
 
-    def _stream(self, messages: list[Message], name: str, timeout: float | None) -> LMResponse:
+    def _stream(
+        self, messages: list[Message], name: str, timeout: float | None, room: int | None = None
+    ) -> LMResponse:
         """:meth:`_astream` for the sync client."""
         reply = _Reply(name, sent_chars(messages))
         stream = self._sync.post(
             "/chat/completions",
-            **self._request(messages, name, timeout),
+            **self._request(messages, name, timeout, room),
             stream_cls=openai.Stream[dict[str, Any]],
         )
         return drain(
@@ -379,4 +513,31 @@ class OpenAIClient(LMClient):
             self._sync_client.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"client": "openai", "model": self.model_name, "base_url": self.base_url}
+        out: dict[str, Any] = {
+            "client": "openai",
+            "model": self.model_name,
+            "base_url": self.base_url,
+        }
+        facts = self._facts
+        if self._user_window is not None:
+            out["context_window"], out["window_source"] = self._user_window, "user"
+        elif facts is not None and facts.window is not None:
+            out["context_window"], out["window_source"] = facts.window, facts.source
+        return out
+
+
+def system_as_first_user(messages: list[Message]) -> list[Message]:
+    """``messages`` with the leading system (or developer) messages moved into the first
+    user turn, for chat templates that have no system role (they drop or refuse it)."""
+    head = 0
+    while head < len(messages) and messages[head].get("role") in ("system", "developer"):
+        head += 1
+    if head == 0:
+        return messages
+    system = "\n\n".join(str(m.get("content") or "") for m in messages[:head])
+    rest = list(messages[head:])
+    if rest and rest[0].get("role") == "user" and isinstance(rest[0].get("content"), str):
+        rest[0] = {**rest[0], "content": f"{system}\n\n{rest[0]['content']}"}
+    else:
+        rest.insert(0, {"role": "user", "content": system})
+    return rest

@@ -100,8 +100,9 @@ class Request:
 
     @property
     def is_rlm_root(self) -> bool:
-        """True when the system prompt is the RLM root prompt (see ``rlm_engine.prompts``)."""
-        system = self.system
+        """True when the system prompt is the RLM root prompt (see ``rlm_engine.prompts``),
+        also when it came as the first user turn (chat templates without a system role)."""
+        system = self.system or (self.messages[0]["content"] if self.messages else "")
         return "llm_query" in system and "FINAL(" in system
 
     @property

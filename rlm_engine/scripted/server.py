@@ -1,4 +1,4 @@
-"""An OpenAI- and Anthropic-compatible HTTP server around :class:`ScriptedModel`.
+"""An OpenAI-, Anthropic-, Gemini- and Azure-compatible HTTP server around :class:`ScriptedModel`.
 
 The real ``openai`` and ``anthropic`` SDKs talk to it over 127.0.0.1, so their retries,
 streaming, timeouts and connection pooling run for real in tests, demos and benchmarks.
@@ -22,18 +22,36 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from rlm_engine.scripted import wire
+from rlm_engine.scripted import gemini_wire, wire
 from rlm_engine.scripted.cache import PrefixCache
 from rlm_engine.scripted.faults import Fault, FaultBook
 from rlm_engine.scripted.model import Reply, Request, ScriptedModel
 from rlm_engine.scripted.stats import RequestRecord, ServerStats
 
 DEFAULT_MODELS = ["scripted-root", "scripted-sub"]
+#: How the OpenAI-compatible routes present themselves: a plain server, vLLM
+#: (``max_model_len`` at ``/v1/models``; prompt + ``max_tokens`` past it is refused) or
+#: llama.cpp (``/props`` with ``n_ctx`` and the chat template; replies end at the window).
+FLAVORS = ("openai", "vllm", "llamacpp")
+#: The User-Agent of ``rlm_engine.clients.server_info``: its GETs are listed in
+#: ``ScriptedServer.probes``, not in ``stats``, which counts the requests a run makes.
+PROBE_AGENT = "rlm-engine-probe"
+#: A chat template with no system role (Gemma 2's, shortened): llama.cpp reports it at
+#: ``/props``, and a server applying it loses the system message.
+SYSTEMLESS_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role "
+    "not supported') }}{% endif %}{% for message in messages %}<start_of_turn>{{ message['role']"
+    " }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+)
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 _ROUTES = {
     "/v1/chat/completions": "openai",
@@ -69,9 +87,31 @@ class ScriptedServer:
         strict_roles: bool = False,
         max_reply_tokens: int | None = None,
         token_delay: float = 0.0,
+        flavor: str = "openai",
+        drops_system: bool = False,
+        report_usage: bool = True,
     ) -> None:
         if max_reply_tokens is not None and max_reply_tokens < 1:
             raise ValueError(f"max_reply_tokens must be >= 1, got {max_reply_tokens}")
+        if flavor not in FLAVORS:
+            raise ValueError(f"flavor must be one of {', '.join(FLAVORS)}, got {flavor!r}")
+        #: Which server the OpenAI routes imitate (:data:`FLAVORS`); ``context_window`` is
+        #: the window it reports and enforces (prompt and reply together for vllm/llamacpp).
+        self.flavor = flavor
+        #: Apply a chat template without a system role (Gemma on llama.cpp): system messages
+        #: are silently left out of what the model reads; ``/props`` shows that template.
+        self.drops_system = drops_system
+        #: System messages the template dropped (the model never saw them).
+        self.dropped_system = 0
+        #: False: never send usage (no ``usage`` field, no usage chunk), like some servers.
+        self.report_usage = report_usage
+        #: Paths the window probe asked for (``rlm_engine.clients.server_info``).
+        self.probes: list[str] = []
+        #: Per completion request: path, query string, the auth and routing headers that
+        #: came (``api-key``, ``authorization``, ``x-goog-api-key``, ``http-referer``,
+        #: ``x-portkey-*``), the reply cap sent (``cap``) and the first message / system
+        #: instruction as JSON (``first``, ``system``; clipped to 8,000 characters).
+        self.wire_log: list[dict[str, Any]] = []
         self.model = model or ScriptedModel()
         #: Refuse requests whose roles do not alternate (``wire.check_alternation``).
         self.strict_roles = strict_roles
@@ -250,20 +290,62 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         app = self.server.app
         path = urlsplit(self.path).path.rstrip("/") or "/"
-        self._begin("GET", path)
+        rec = self._begin("GET", path)
+        if self.headers.get("User-Agent", "").startswith(PROBE_AGENT):
+            app.probes.append(path)
+            self._committed = True  # not a request of the run: kept out of stats
         try:
             if path in ("/v1/models", "/models"):
-                data = [
-                    {"id": m, "object": "model", "created": 0, "owned_by": "scripted"}
-                    for m in app.models
-                ]
+                data = [self._model_entry(m) for m in app.models]
                 self._send_json(200, {"object": "list", "data": data})
+            elif path == "/props" and app.flavor == "llamacpp":
+                self._send_json(200, self._props())
+            elif gemini_wire.model_path(path) is not None:
+                rec.api = "gemini-model"
+                model = gemini_wire.model_path(path) or ""
+                self._send_json(
+                    200,
+                    {
+                        "name": f"models/{model}",
+                        "displayName": model,
+                        "inputTokenLimit": app.context_window or 1_048_576,
+                        "outputTokenLimit": 65_536,
+                        "supportedGenerationMethods": ["generateContent"],
+                    },
+                )
             elif path in ("/", "/health"):
                 self._send_json(200, {"status": "ok", "models": app.models})
             else:
                 self._send_json(404, wire.openai_error(404, f"no route GET {path}"))
         finally:
             self._commit(0)
+
+    def _model_entry(self, model: str) -> dict[str, Any]:
+        """One ``/v1/models`` entry, as the flavor's server lists it."""
+        app = self.server.app
+        entry: dict[str, Any] = {
+            "id": model,
+            "object": "model",
+            "created": 0,
+            "owned_by": "scripted",
+        }
+        if app.flavor == "vllm" and app.context_window:
+            entry.update(owned_by="vllm", root=model, parent=None, max_model_len=app.context_window)
+        if app.flavor == "llamacpp":
+            entry["owned_by"] = "llamacpp"
+            if app.context_window:
+                entry["meta"] = {"n_ctx_train": app.context_window, "vocab_type": 2}
+        return entry
+
+    def _props(self) -> dict[str, Any]:
+        """llama.cpp's ``/props``: the window each slot runs with and the chat template."""
+        app = self.server.app
+        return {
+            "default_generation_settings": {"n_ctx": app.context_window or 4096, "n_predict": -1},
+            "total_slots": 1,
+            "model_path": app.models[0],
+            "chat_template": SYSTEMLESS_TEMPLATE if app.drops_system else CHATML_TEMPLATE,
+        }
 
     # --- POST ------------------------------------------------------------------------
 
@@ -295,9 +377,54 @@ class _Handler(BaseHTTPRequestHandler):
         self._rec.finished_at = time.time()
         self.server.app._record(self._rec)
 
+    def _route(self, path: str) -> tuple[str | None, str | None]:
+        """``(route, model named by the path)``: the fixed routes, Azure's deployment paths
+        (``/openai/deployments/{name}/chat/completions``, whose deployment is the model) and
+        Gemini's ``/v1beta/models/{model}:generateContent``."""
+        if path in _ROUTES:
+            return _ROUTES[path], None
+        parts = path.split("/")
+        if (
+            len(parts) == 6
+            and parts[1:3] == ["openai", "deployments"]
+            and parts[4:]
+            == [
+                "chat",
+                "completions",
+            ]
+        ):
+            return "azure", parts[3]
+        gem = gemini_wire.split_path(path)
+        if gem is not None:
+            return f"gemini-{gem[1]}", gem[0]
+        return None, None
+
+    def _log_wire(self, path: str, body: Any) -> None:
+        keep = ("api-key", "authorization", "x-goog-api-key", "http-referer", "x-title")
+        headers = {
+            k.lower(): v
+            for k, v in self.headers.items()
+            if k.lower() in keep or k.lower().startswith("x-portkey-")
+        }
+        entry: dict[str, Any] = {
+            "path": path,
+            "query": urlsplit(self.path).query,
+            "headers": headers,
+        }
+        if isinstance(body, dict):
+            config = body.get("generationConfig")
+            caps = [body.get("max_tokens"), body.get("max_completion_tokens")]
+            caps.append(config.get("maxOutputTokens") if isinstance(config, dict) else None)
+            entry["cap"] = next((c for c in caps if c is not None), None)
+            first = (body.get("messages") or body.get("contents") or [None])[0]
+            entry["first"] = json.dumps(first)[:8000] if first is not None else ""
+            system = body.get("systemInstruction") or body.get("system")
+            entry["system"] = json.dumps(system)[:8000] if system is not None else ""
+        self.server.app.wire_log.append(entry)
+
     def _post(self, path: str, rec: RequestRecord) -> None:
         app = self.server.app
-        route = _ROUTES.get(path)
+        route, path_model = self._route(path)
         try:
             raw = self._read_body()
         except ValueError as e:
@@ -307,13 +434,29 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._send_json(404, wire.openai_error(404, f"no route POST {path}"))
             return
-        api = "anthropic" if route.startswith("anthropic") else "openai"
-        rec.api = api
+        query = urlsplit(self.path).query
+        if route == "azure" and "api-version=" not in query:
+            self._send_json(404, {"error": {"code": "404", "message": "Resource not found"}})
+            return
+        api = (
+            "anthropic"
+            if route.startswith("anthropic")
+            else "gemini"
+            if route.startswith("gemini")
+            else "openai"
+        )
+        rec.api = "openai" if api == "gemini" else api
         try:
             body = json.loads(raw)
+            self._log_wire(path, body)
             if api == "anthropic":
                 req = wire.parse_anthropic(body, count_only=route == "anthropic-count")
+            elif api == "gemini":
+                stream = route == "gemini-streamGenerateContent"
+                req = gemini_wire.parse_gemini(body, path_model or "", stream)
             else:
+                if route == "azure" and isinstance(body, dict):
+                    body = {**body, "model": path_model}  # Azure serves the deployment
                 req = wire.parse_openai(body)
         except json.JSONDecodeError as e:
             self._send_error(api, 400, f"the request body is not valid JSON: {e}")
@@ -337,6 +480,9 @@ class _Handler(BaseHTTPRequestHandler):
         if app.max_reply_tokens is not None:  # n_predict: the server's cap wins if lower
             asked = req.max_tokens or app.max_reply_tokens
             req.max_tokens = min(asked, app.max_reply_tokens)
+        if app.drops_system and any(m.get("role") == "system" for m in req.messages):
+            app.dropped_system += 1  # the template has no system role: the model never sees it
+            req.messages = [m for m in req.messages if m.get("role") != "system"]
 
         if app.context_window is not None:
             prompt_tokens, _ = app.model.usage_for(req, Reply())
@@ -344,6 +490,15 @@ class _Handler(BaseHTTPRequestHandler):
                 rec.fault = "context_length"
                 self._send_context_error(api, prompt_tokens, app.context_window)
                 return
+            room = app.context_window - prompt_tokens
+            if app.flavor == "vllm" and req.max_tokens is not None and req.max_tokens > room:
+                rec.fault = "max_tokens"
+                self._send_json(
+                    400, _vllm_cap_error(req.max_tokens, app.context_window, prompt_tokens)
+                )
+                return
+            if app.flavor in ("vllm", "llamacpp"):  # generation ends where the window does
+                req.max_tokens = min(req.max_tokens or room, room)
 
         fault = app._faults.take(req)
         if fault is not None:
@@ -375,8 +530,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(api, req, reply, usage)
         elif api == "anthropic":
             self._send_json(200, wire.anthropic_message(req, reply, usage))
+        elif api == "gemini":
+            self._send_json(200, gemini_wire.gemini_response(req, reply, usage))
         else:
-            self._send_json(200, wire.openai_completion(req, reply, usage))
+            body = wire.openai_completion(req, reply, usage)
+            if not app.report_usage:
+                body.pop("usage", None)
+            elif _wants_cost(req):
+                body["usage"]["cost"] = reported_cost(usage)
+            self._send_json(200, body)
 
     # --- faults ----------------------------------------------------------------------
 
@@ -439,6 +601,8 @@ class _Handler(BaseHTTPRequestHandler):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> int:
+        if api == "gemini":
+            return self._send_json(status, gemini_wire.gemini_error(status, message), headers)
         body = (
             wire.anthropic_error(status, message)
             if api == "anthropic"
@@ -448,10 +612,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_context_error(self, api: str, tokens: int, window: int) -> int:
         """What OpenAI and Anthropic answer for a prompt past the window, word for word."""
+        app = self.server.app
         if api == "anthropic":
             body = wire.anthropic_error(
                 400, f"prompt is too long: {tokens} tokens > {window} maximum"
             )
+        elif api == "gemini":
+            body = gemini_wire.gemini_error(400, gemini_wire.overflow_message(tokens, window))
+        elif app.flavor == "llamacpp":
+            body = {
+                "error": {
+                    "code": 400,
+                    "message": "the request exceeds the available context size, try increasing it",
+                    "type": "exceed_context_size_error",
+                    "n_prompt_tokens": tokens,
+                    "n_ctx": window,
+                }
+            }
         else:
             body = {
                 "error": {
@@ -484,12 +661,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, api: str, req: Request, reply: Reply, usage: tuple[int, int]) -> int:
         if api == "anthropic":
-            events = (
+            events: Iterable[bytes] = (
                 f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
                 for name, data in wire.anthropic_stream(req, reply, usage)
             )
+        elif api == "gemini":
+            events = (
+                f"data: {json.dumps(d)}\r\n\r\n".encode()
+                for d in gemini_wire.gemini_stream(req, reply, usage)
+            )
         else:
-            events = (f"data: {d}\n\n".encode() for d in wire.openai_stream(req, reply, usage))
+            chunks = wire.openai_stream(req, reply, usage)
+            if not self.server.app.report_usage:
+                chunks = _without_usage(chunks)
+            elif _wants_cost(req):
+                chunks = _with_cost(chunks, usage)
+            events = (f"data: {d}\n\n".encode() for d in chunks)
         return self._stream_raw(events)
 
     def _stream_raw(self, events: Iterable[bytes]) -> int:
@@ -519,6 +706,56 @@ class _Handler(BaseHTTPRequestHandler):
         tail = b"%x\r\n%s\r\n" % (len(held), held) if held else b""
         self.wfile.write(tail + b"0\r\n\r\n")
         return 200
+
+
+def _vllm_cap_error(cap: int, window: int, prompt: int) -> dict[str, Any]:
+    """vLLM's 400 for a reply cap that does not fit beside the prompt, word for word."""
+    message = (
+        f"'max_tokens' or 'max_completion_tokens' is too large: {cap}. This model's maximum "
+        f"context length is {window} tokens and your request has {prompt} input tokens "
+        f"({cap} > {window} - {prompt}). None"
+    )
+    return {"error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}}
+
+
+#: USD per token of the cost reported to a request that asks OpenRouter's way
+#: (``usage: {"include": true}``): a made-up price, far from any table's, so a test can
+#: tell the provider's figure from the client's own.
+REPORTED_COST_PER_TOKEN = 1e-5
+
+
+def reported_cost(usage: tuple[int, int]) -> float:
+    """The ``usage.cost`` the server reports for ``usage`` (prompt, completion tokens)."""
+    return round(sum(usage) * REPORTED_COST_PER_TOKEN, 10)
+
+
+def _wants_cost(req: Request) -> bool:
+    asked = req.raw.get("usage")
+    return isinstance(asked, dict) and asked.get("include") is True
+
+
+def _with_cost(chunks: Iterable[str], usage: tuple[int, int]) -> Iterator[str]:
+    """An OpenAI stream whose usage chunk carries OpenRouter's ``cost``."""
+    for chunk in chunks:
+        if chunk != "[DONE]":
+            data = json.loads(chunk)
+            if isinstance(data.get("usage"), dict):
+                data["usage"]["cost"] = reported_cost(usage)
+                chunk = json.dumps(data)
+        yield chunk
+
+
+def _without_usage(chunks: Iterable[str]) -> Iterator[str]:
+    """An OpenAI stream as a server that never reports usage sends it."""
+    for chunk in chunks:
+        if chunk == "[DONE]":
+            yield chunk
+            continue
+        data = json.loads(chunk)
+        if not data.get("choices"):
+            continue  # the usage chunk
+        data.pop("usage", None)
+        yield json.dumps(data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -562,6 +799,23 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between the events of a streamed reply; a client that closes the "
         "stream stops the generation, as on vLLM and llama.cpp",
     )
+    parser.add_argument(
+        "--flavor",
+        choices=FLAVORS,
+        default="openai",
+        help="imitate vLLM (max_model_len at /v1/models, prompt + max_tokens past the window "
+        "refused) or llama.cpp (/props n_ctx and chat template); the window is "
+        "--context-window",
+    )
+    parser.add_argument(
+        "--drops-system",
+        action="store_true",
+        help="apply a chat template without a system role (Gemma on llama.cpp): system "
+        "messages are silently dropped",
+    )
+    parser.add_argument(
+        "--no-usage", action="store_true", help="never report usage, like some local servers"
+    )
     args = parser.parse_args(argv)
     model = ScriptedModel(skills=not args.bare)
     server = ScriptedServer(
@@ -574,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
         strict_roles=args.strict_roles,
         max_reply_tokens=args.max_reply_tokens,
         token_delay=args.token_delay,
+        flavor=args.flavor,
+        drops_system=args.drops_system,
+        report_usage=not args.no_usage,
     )
     server.verbose = not args.quiet
     with server:
