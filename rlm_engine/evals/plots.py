@@ -18,8 +18,11 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 110, 30, 44
 Point = tuple[float, float]
 
 
-def _ticks_log(lo: float, hi: float) -> list[float]:
-    return [x for x in sorted({lo, hi, *(2**k * 1000 for k in range(0, 12))}) if lo <= x <= hi]
+def _ticks(xs: Sequence[float]) -> list[float]:
+    """Ticks at the measured sizes (at most 9): the sizes a user chose read best."""
+    ticks = sorted(set(xs))
+    step = max(1, math.ceil(len(ticks) / 9))
+    return ticks[::step]
 
 
 def line_chart(
@@ -61,7 +64,7 @@ def line_chart(
         out.append(
             f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{escape(y_fmt(v))}</text>'
         )
-    for x in _ticks_log(lo, hi):
+    for x in _ticks(xs):
         px = sx(x)
         out.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{TOP}" y2="{TOP + ph}" class="grid"/>')
         out.append(
