@@ -63,6 +63,12 @@ def kill(processes: list[asyncio.subprocess.Process]) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+async def kill_and_reap(processes: list[asyncio.subprocess.Process]) -> None:
+    """``kill``, then reap them on this loop (their transports must not outlive it)."""
+    kill(processes)
+    await asyncio.gather(*(proc.wait() for proc in processes))
+
+
 async def _spawn(
     ledger: CloudLedger, argv: list[str], env: dict[str, str], owner: list[Any]
 ) -> Any:
@@ -171,7 +177,8 @@ class FakeModalSandbox:
         _copy(local_path, remote_path)
 
     async def _terminate(self, *, wait: bool = False) -> None:
-        self._terminate_sync()
+        await kill_and_reap(self.procs)
+        self.ledger.terminated.append(self.object_id)
 
     def _terminate_sync(self, *, wait: bool = False) -> None:
         kill(self.procs)
@@ -271,7 +278,7 @@ class FakePrimeClient:
         )
 
     async def delete(self, sandbox_id: str) -> dict[str, Any]:
-        kill(self.procs)
+        await kill_and_reap(self.procs)
         self.ledger.terminated.append(sandbox_id)
         return {}
 
@@ -372,7 +379,7 @@ class FakeE2BSandbox:
         ledger.created.append(self.sandbox_id)
 
     async def kill(self, **opts: Any) -> bool:
-        kill(self.commands.owned)
+        await kill_and_reap(self.commands.owned)
         self.ledger.terminated.append(self.sandbox_id)
         return True
 

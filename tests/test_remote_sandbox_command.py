@@ -18,6 +18,7 @@ import pytest
 from rlm_engine import RLM, RLMConfig
 from rlm_engine.environments import make_environment
 from rlm_engine.environments.remote import CommandEnvironment
+from rlm_engine.environments.remote.transport import live_sandboxes
 
 PY = {"python": "/usr/bin/python3"} if os.path.exists("/usr/bin/python3") else {}
 PREFIX = ["nice", "-n", "1"]
@@ -131,3 +132,4 @@ async def test_a_failing_command_reports_its_status_and_stderr() -> None:
     )
     with pytest.raises(RuntimeError, match="exited with status 255: no route"):
         await env.start("ctx", {})
+    assert live_sandboxes() == []  # a box never reached has nothing to clean up

@@ -29,8 +29,9 @@ from rlm_engine.environments.isolation import WorkArea
 from rlm_engine.environments.remote.base import RemoteEnvironment
 from rlm_engine.environments.remote.transport import OutputSink, RemoteSandbox, StdinWriter
 
-#: Seconds the box gets to remove its files when the worker stops.
+#: Seconds the box gets to remove its files when the worker stops (at exit: fewer).
 _CLEANUP_TIMEOUT = 30.0
+_EXIT_CLEANUP_TIMEOUT = 10.0
 
 
 class CommandBox(RemoteSandbox):
@@ -41,6 +42,8 @@ class CommandBox(RemoteSandbox):
         self.shell = shell
         self.sandbox_id = shlex.join(command)
         self._cleanup = cleanup
+        #: Whether anything reached the box (no clean-up to do for a box never reached).
+        self._touched = False
         self._proc: asyncio.subprocess.Process | None = None
         self._pumps: list[asyncio.Task[None]] = []
         self._terminated = False
@@ -72,6 +75,7 @@ class CommandBox(RemoteSandbox):
     async def upload(self, local: Path, remote: str) -> None:
         with open(local, "rb") as f:
             await self._run(["sh", "-c", 'cat > "$0"', remote], stdin=f)
+        self._touched = True
 
     async def start(self, argv: list[str], env: dict[str, str], sink: OutputSink) -> StdinWriter:
         words = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
@@ -86,6 +90,7 @@ class CommandBox(RemoteSandbox):
             limit=1 << 20,
         )
         self._proc = proc
+        self._touched = True
 
         async def pump_stdout() -> None:
             assert proc.stdout is not None
@@ -122,18 +127,18 @@ class CommandBox(RemoteSandbox):
                 await asyncio.wait_for(self._proc.wait(), 10)
         for task in self._pumps:
             task.cancel()
-        if self._cleanup:
+        if self._cleanup and self._touched:
             await asyncio.wait_for(self._run(["rm", "-rf", *self._cleanup]), _CLEANUP_TIMEOUT)
 
     def terminate_blocking(self) -> None:
         if self._proc is not None:
             _kill(self._proc)
-        if self._cleanup:
+        if self._cleanup and self._touched:
             subprocess.run(
                 self.argv(["rm", "-rf", *self._cleanup]),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=_CLEANUP_TIMEOUT,
+                timeout=_EXIT_CLEANUP_TIMEOUT,
                 check=False,
             )
 
