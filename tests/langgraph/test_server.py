@@ -8,6 +8,7 @@ the fixture); the server is configured the way an operator would: ``RLM_*`` vari
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -286,3 +287,34 @@ def test_the_schemas_tell_api_users_what_goes_in_and_out(client: SyncLangGraphCl
     assert "pending_response" in rlm["state_schema"]["properties"]
     agent = client.assistants.get_schemas(by_graph["rlm_agent"]["assistant_id"])
     assert {"messages", "context", "context_ref"} <= set(agent["input_schema"]["properties"])
+
+
+def test_cancelling_a_run_stops_generation_at_the_model_server(
+    client: SyncLangGraphClient, lm: ScriptedServer
+) -> None:
+    lm.token_delay = 0.2  # a slow stream: ~50 events take ~10 s
+    try:
+        thread = client.threads.create()["thread_id"]
+        run_id = ""
+        for part in client.runs.stream(
+            thread,
+            "rlm",
+            input={"context": DOC, "query": "How many?"},
+            stream_mode="custom",
+            on_disconnect="continue",
+        ):
+            if part.event == "metadata":
+                run_id = part.data["run_id"]
+            if part.event == "custom" and part.data["event"] == "iteration_start":
+                break  # the root call starts now
+        time.sleep(1.5)  # it streams: its ~50 events take ~10 s
+        client.runs.cancel(thread, run_id, wait=True)
+        deadline = time.monotonic() + 10
+        while not lm.stats.log:
+            assert time.monotonic() < deadline, "the model server still streams"
+            time.sleep(0.05)
+        (call,) = lm.stats.log
+        assert call.abandoned and call.events_sent < 20
+        assert client.runs.get(thread, run_id)["status"] == "interrupted"
+    finally:
+        lm.token_delay = 0.0
