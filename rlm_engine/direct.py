@@ -306,10 +306,19 @@ async def complete(
     *,
     rlm: RunLoop,
     root_model: str | None = None,
+    needs_loop: str | None = None,
 ) -> RLMResult:
     """Answer by the path ``config.run.mode`` picks: the direct call here, or ``rlm(reason)``
     (the form's own way of opening a session and running the engine loop; it records
-    ``reason`` on the run's state, ``RLMState.path_reason``)."""
+    ``reason`` on the run's state, ``RLMState.path_reason``).
+
+    ``needs_loop`` says why this call can only be answered by the loop whatever the mode
+    (a chat call's bound tools or output schema are REPL functions): it becomes the reason.
+    """
+    if needs_loop and config.run.mode != "rlm":
+        reason = f"mode={config.run.mode!r}, but {needs_loop}: the RLM loop"
+        shared.emit("route", depth=0, path="rlm", path_reason=reason)
+        return await rlm(reason)
     if config.run.mode != "rlm":  # the direct prompt holds the text the REPL would get
         context, query = prepare_input(context, query)
     route, messages = plan(config, context, query, shared.root_client, root_model)

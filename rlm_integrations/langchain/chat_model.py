@@ -36,6 +36,7 @@ from langchain_core.runnables import (
 from langchain_core.utils import secret_from_env
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
+from rlm_engine import direct
 from rlm_engine.aio import run_sync
 from rlm_engine.clients import LMClient
 from rlm_engine.clients.configured import make_clients
@@ -510,14 +511,24 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
             sub_client=sub_client,
             on_event=event_handler(progress, tree),
         )
-        try:
+        sessions: list[RLMSession] = []  # none when one direct call answered (config mode)
+
+        async def loop(path_reason: str) -> RLMResult:
             session = await RLMSession.open(
                 config, request.context, request.query, shared=shared, root_model=request.model
             )
+            session.state.path_reason = path_reason
+            sessions.append(session)
             try:
-                result = await self._run_with_retries(session, request)
+                return await self._run_with_retries(session, request)
             finally:
                 await session.close()
+
+        try:
+            result = await direct.complete(
+                config, shared, request.context, request.query, rlm=loop,
+                root_model=request.model, needs_loop=_needs_loop(request),
+            )  # fmt: skip
         finally:
             try:
                 await shared.aclose()
@@ -525,9 +536,9 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
                 await progress.aclose()  # deliver every queued progress event
                 await tree.aclose()  # and every run of the tree, before this run ends
         msg = self._message(result, request, root_client, stop, tree)
-        if keys:  # a later call may continue this one (its REPL is rebuilt by replay then)
+        if keys and sessions:  # a later call may continue this one (its REPL is rebuilt)
             transcript = keys[0] + (("ai", message_text(msg)),)
-            STORE.remember_run(transcript, request.context, *keys[1:], session, result)
+            STORE.remember_run(transcript, request.context, *keys[1:], sessions[0], result)
         return msg
 
     async def _run_with_retries(self, session: RLMSession, request: RLMRequest) -> RLMResult:
@@ -658,6 +669,16 @@ def _run_tree(
         sub_reports_itself=reports_itself(sub),
         secrets=config_secrets(config),
     )
+
+
+def _needs_loop(request: RLMRequest) -> str | None:
+    """Why a call cannot be one direct LM call (``mode``): its tools and schema checks are
+    the RLM loop's (REPL functions, answers reopened until they fit)."""
+    if request.tools or request.tool_calls is not None:
+        return "the call has bound tools"
+    if request.schema is not None:
+        return "the call asks for structured output"
+    return None
 
 
 def _reset(token: Any) -> None:

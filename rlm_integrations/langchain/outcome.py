@@ -97,6 +97,8 @@ def to_message(
             "finish_reason": finish,
             "status": result.status,
             "iterations": len(result.iterations),
+            "path": result.path,  # "rlm" (the loop) or "direct" (one LM call): see mode
+            "path_reason": result.path_reason,
             "usage": {
                 "total": usage.total.to_dict(),
                 "root": usage.root.to_dict(),
