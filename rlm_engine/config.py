@@ -108,6 +108,12 @@ class Models:
     sub_backend_kwargs: dict[str, Any] | None = option(
         None, "extra keyword arguments of the sub-call client (default: backend_kwargs)"
     )
+    system_as_user: bool | None = option(
+        None,
+        "send the system prompt as the first user turn, for chat templates without a system "
+        "role (Gemma's drops it on llama.cpp); None: where the server's template or the "
+        "model's family is known to drop it (vllm, llamacpp, openai backends)",
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import dspy
 import pydantic
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from opentelemetry.sdk.trace import TracerProvider
 
 from rlm_engine import RLM
 from rlm_engine.cli import build_parser, run_config
@@ -32,8 +33,6 @@ from rlm_engine.config import (
     options,
 )
 from rlm_engine.environments import HostFunction
-from opentelemetry.sdk.trace import TracerProvider
-
 from rlm_engine.logger import RLMLogger
 from rlm_integrations.dspy import RLMModule
 from rlm_integrations.dspy.module import NOT_OPTIONS
@@ -66,6 +65,7 @@ def samples(tmp_path: Path) -> dict[str, Any]:
         "temperature": 0.3,
         "backend_kwargs": {"pricing": [1, 2]},
         "sub_backend_kwargs": {"pricing": [3, 4]},
+        "system_as_user": True,
         "max_tokens": 123,
         "timeout": 7.5,
         "max_retries": 5,

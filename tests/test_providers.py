@@ -236,3 +236,32 @@ def _kw(server: ScriptedServer, backend: str) -> dict[str, Any]:
         **({"api_key": opts["api_key"]} if "api_key" in opts else {}),
         **opts.get("backend_kwargs", {}),
     }
+
+
+@pytest.mark.parametrize("backend", ["gemini", "azure", "litellm"])
+def test_provider_in_the_langchain_form(server: ScriptedServer, backend: str) -> None:
+    """A provider name is a backend of RLMChatModel too (its fields are the config's)."""
+    from langchain_core.messages import HumanMessage
+
+    from rlm_integrations.langchain import RLMChatModel
+
+    llm = RLMChatModel(backend=backend, environment="local", **options(server, backend))
+    reply = llm.invoke([HumanMessage(f"{QUERY}\n\n{DOC}")])
+    assert "7341" in str(reply.content)
+    assert len(server.stats.completions()) > 1
+
+
+def test_system_as_user_option_on_the_anthropic_wire(server: ScriptedServer) -> None:
+    """The config's option reaches a backend with a native system parameter too."""
+    rlm = RLM(
+        backend="anthropic",
+        model="scripted-root",
+        base_url=server.url,
+        api_key="sk",
+        system_as_user=True,
+        environment="local",
+    )
+    res = rlm.completion(DOC, query=QUERY)
+    assert res.status == "final" and "7341" in res.response
+    first = server.wire_log[0]
+    assert first["system"] == "" and "llm_query" in first["first"]

@@ -29,6 +29,7 @@ from rlm_engine.clients.base import (
     price_for,
     raise_explained,
     shared_ssl_context,
+    system_as_first_user,
 )
 from rlm_engine.clients.deadline import enforce_sync_deadlines, sync_deadline, within_deadline
 from rlm_engine.clients.streaming import (
@@ -142,8 +143,12 @@ class AnthropicClient(LMClient):
         context_chars: int | None = None,
         http_client: httpx2.AsyncClient | None = None,
         prompt_caching: bool = True,
+        system_as_user: bool | None = None,
         **completion_kwargs: Any,
     ) -> None:
+        #: True: the system prompt goes in the first user turn (the config's option; the
+        #: Messages API always has a system parameter, so None and False keep it there).
+        self.system_as_user = bool(system_as_user)
         #: Mark the system prompt and the newest message as cache breakpoints: the RLM
         #: history is append-only, so each call reads the previous call's prefix.
         self.prompt_caching = prompt_caching
@@ -185,7 +190,9 @@ class AnthropicClient(LMClient):
     def _kwargs(
         self, messages: list[Message], model: str | None, timeout: float | None
     ) -> dict[str, Any]:
-        system, turns = split_system(messages)
+        system, turns = split_system(
+            system_as_first_user(messages) if self.system_as_user else messages
+        )
         # Only conversations that will be sent again are marked (the root's history has a
         # system prompt); a one-shot sub-call would pay the 25% cache-write premium for a
         # prefix nobody reads.

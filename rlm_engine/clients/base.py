@@ -195,6 +195,23 @@ def _joined(first: Any, second: Any) -> Any:
     return parts(first) + parts(second)
 
 
+def system_as_first_user(messages: list[Message]) -> list[Message]:
+    """``messages`` with the leading system (or developer) messages moved into the first
+    user turn, for chat templates that have no system role (they drop or refuse it)."""
+    head = 0
+    while head < len(messages) and messages[head].get("role") in ("system", "developer"):
+        head += 1
+    if head == 0:
+        return messages
+    system = "\n\n".join(str(m.get("content") or "") for m in messages[:head])
+    rest = list(messages[head:])
+    if rest and rest[0].get("role") == "user" and isinstance(rest[0].get("content"), str):
+        rest[0] = {**rest[0], "content": f"{system}\n\n{rest[0]['content']}"}
+    else:
+        rest.insert(0, {"role": "user", "content": system})
+    return rest
+
+
 #: What a client translates with :func:`explained` (the SDK's errors and bodies not JSON).
 SDK_FAILURES = (json.JSONDecodeError, UnicodeDecodeError)
 

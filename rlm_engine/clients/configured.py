@@ -40,6 +40,7 @@ def client_kwargs(config: RLMConfig, *, sub: bool = False) -> dict[str, Any]:
         "timeout": r.timeout,
         "max_retries": r.max_retries,
         "prompt_caching": config.history.prompt_caching,
+        "system_as_user": m.system_as_user,
     }
     kw.update({k: v for k, v in typed.items() if v is not None})
     extra = m.sub_backend_kwargs if sub and m.sub_backend_kwargs is not None else m.backend_kwargs

@@ -26,6 +26,7 @@ from rlm_engine.clients.base import (
     cache_rates_for,
     compute_cost,
     price_for,
+    system_as_first_user,
 )
 from rlm_engine.clients.deadline import within_deadline
 from rlm_engine.clients.streaming import attach_partial_usage, estimate_tokens, sent_chars
@@ -95,6 +96,7 @@ class GeminiClient(LMClient):
         location: str | None = None,
         api_version: str | None = None,
         headers: dict[str, str] | None = None,
+        system_as_user: bool | None = None,
     ) -> None:
         key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         if not key and not vertexai:
@@ -105,6 +107,8 @@ class GeminiClient(LMClient):
         # Gemini caches long prompts implicitly (cached tokens are reported and billed
         # lower); nothing to mark. Accepted for one config everywhere.
         self.prompt_caching = prompt_caching
+        #: True: the system prompt goes in the first user turn instead of system_instruction.
+        self.system_as_user = bool(system_as_user)
         self.model_name = model_name if model_name not in (None, "", "auto") else DEFAULT_MODEL
         self.base_url = base_url
         self.temperature = temperature
@@ -191,7 +195,9 @@ class GeminiClient(LMClient):
 
     async def _acomplete(self, messages: list[Message], model: str | None) -> LMResponse:
         name = model or self.model_name
-        system, contents = to_gemini(messages)
+        system, contents = to_gemini(
+            system_as_first_user(messages) if self.system_as_user else messages
+        )
         reply = _Reply()
         prompt_chars = sent_chars(messages)
         stream: Any = None

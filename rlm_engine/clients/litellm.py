@@ -19,7 +19,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from rlm_engine.clients.base import LMClient, Pricing, alternate_roles, compute_cost, price_for
+from rlm_engine.clients.base import (
+    LMClient,
+    Pricing,
+    alternate_roles,
+    compute_cost,
+    price_for,
+    system_as_first_user,
+)
 from rlm_engine.clients.deadline import within_deadline
 from rlm_engine.clients.streaming import attach_partial_usage, estimate_tokens, sent_chars
 from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
@@ -55,6 +62,7 @@ class LiteLLMClient(LMClient):
         context_window: int | None = None,
         context_chars: int | None = None,
         prompt_caching: bool = True,
+        system_as_user: bool | None = None,
         **completion_kwargs: Any,
     ) -> None:
         if model_name in (None, "", "auto"):
@@ -66,6 +74,9 @@ class LiteLLMClient(LMClient):
         self.model_name = model_name
         self.base_url = base_url
         self.prompt_caching = prompt_caching
+        #: True: the system prompt goes in the first user turn (LiteLLM itself adapts the
+        #: system role to each provider, so None leaves it there).
+        self.system_as_user = bool(system_as_user)
         self.timeout = timeout
         self._pricing = pricing
         self._window = context_window
@@ -153,7 +164,9 @@ class LiteLLMClient(LMClient):
         try:
             stream = await litellm.acompletion(
                 model=name,
-                messages=alternate_roles(messages),
+                messages=alternate_roles(
+                    system_as_first_user(messages) if self.system_as_user else messages
+                ),
                 stream=True,
                 stream_options={"include_usage": True},
                 **self._kwargs,

@@ -52,6 +52,7 @@ from rlm_engine.clients.base import (
     price_for,
     raise_explained,
     shared_ssl_context,
+    system_as_first_user,
 )
 from rlm_engine.clients.deadline import (
     RequestTimeoutError,
@@ -524,20 +525,3 @@ class OpenAIClient(LMClient):
         elif facts is not None and facts.window is not None:
             out["context_window"], out["window_source"] = facts.window, facts.source
         return out
-
-
-def system_as_first_user(messages: list[Message]) -> list[Message]:
-    """``messages`` with the leading system (or developer) messages moved into the first
-    user turn, for chat templates that have no system role (they drop or refuse it)."""
-    head = 0
-    while head < len(messages) and messages[head].get("role") in ("system", "developer"):
-        head += 1
-    if head == 0:
-        return messages
-    system = "\n\n".join(str(m.get("content") or "") for m in messages[:head])
-    rest = list(messages[head:])
-    if rest and rest[0].get("role") == "user" and isinstance(rest[0].get("content"), str):
-        rest[0] = {**rest[0], "content": f"{system}\n\n{rest[0]['content']}"}
-    else:
-        rest.insert(0, {"role": "user", "content": system})
-    return rest

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rlm_engine.clients.base import LMClient, Pricing, compute_cost, price_for
+from rlm_engine.clients.base import (
+    LMClient,
+    Pricing,
+    compute_cost,
+    price_for,
+    system_as_first_user,
+)
 from rlm_engine.types import LMResponse, Message
 
 if TYPE_CHECKING:
@@ -24,7 +30,8 @@ class ScriptedClient(LMClient):
     ``base_url``, ``api_key``, ``temperature``, ``timeout`` and ``max_retries`` are
     accepted so that the options every backend given by name receives work here too; an
     in-process model has no server, sampling or retries, so they are ignored.
-    ``max_tokens`` caps each reply as an API does: a reply cut there is ``truncated``.
+    ``max_tokens`` caps each reply as an API does: a reply cut there is ``truncated``;
+    ``system_as_user=True`` moves the system prompt into the first user turn.
     Any other keyword is a ``TypeError``.
     """
 
@@ -41,12 +48,14 @@ class ScriptedClient(LMClient):
         timeout: float | None = None,
         max_retries: int | None = None,
         prompt_caching: bool = True,
+        system_as_user: bool | None = None,
     ) -> None:
         from rlm_engine.scripted import ScriptedModel
 
         self.model_name = model_name or "scripted-root"
         self.model = model or ScriptedModel()
         self.max_tokens = max_tokens
+        self.system_as_user = bool(system_as_user)
         self._pricing = pricing
         self.context_chars = 100_000
 
@@ -56,6 +65,8 @@ class ScriptedClient(LMClient):
         from rlm_engine.scripted import Request
 
         name = model or self.model_name
+        if self.system_as_user:
+            messages = system_as_first_user(messages)
         req = Request(messages=messages, model=name, max_tokens=self.max_tokens)
         reply = self.model.respond(req)
         inp, out = self.model.usage_for(req, reply)
