@@ -631,7 +631,7 @@ def test_new_models_have_the_standard_skills_after_added_ones_and_bare_models_no
     from rlm_engine.scripted.skills import standard_skills
 
     model = ScriptedModel()
-    assert model.skills == standard_skills() and len(model.skills) == 3
+    assert model.skills == standard_skills() and len(model.skills) == 5  # + rlm eval reader, direct sim
     assert lc_skills.install(dspy_skills.install(model)).skills == standard_skills()  # no twice
     assert "[[ ## answer ## ]]" in model.respond(Request(messages=DSPY_REQUEST)).text
     model.add_skill(lambda req: Reply(text="mine") if "Why?" in req.last_user else None)
