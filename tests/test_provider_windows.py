@@ -166,3 +166,39 @@ def test_server_without_usage_gets_a_marked_estimate() -> None:
         res = run(server, backend="llamacpp", model="scripted-root")
         assert res.status == "final" and res.usage.total.input_tokens > 0
         assert all(r.status == 200 for r in server.stats.log)
+
+
+def test_llamacpp_context_error_is_an_overflow_that_names_the_window() -> None:
+    """llama.cpp's own words for a prompt past n_ctx, through the openai SDK."""
+    from rlm_engine.windows import window_from_error
+
+    with ScriptedServer(ScriptedModel(), flavor="llamacpp", context_window=64) as server:
+        client = OpenAIClient("m", server.base_url, "sk", max_retries=0)
+        with pytest.raises(Exception) as info:
+            client.complete([{"role": "user", "content": "word " * 500}])
+    assert "exceeds the available context size" in str(info.value)
+    assert is_context_overflow(info.value) and window_from_error(info.value) == 64
+
+
+@pytest.mark.parametrize("backend", ["llamacpp", "vllm"])
+def test_rlm_run_with_a_local_server_backend(tmp_path: Path, backend: str) -> None:
+    """The CLI form: ``rlm run --backend llamacpp --base-url URL`` (no model: the first the
+    server lists, here a GGUF path)."""
+    import subprocess
+    import sys
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(DOC)
+    gguf = "/models/qwen2.5-1.5b-instruct-q4_k_m.gguf"
+    with ScriptedServer(
+        ScriptedModel(), flavor=backend, context_window=8192, models=[gguf]
+    ) as server:
+        r = subprocess.run(
+            [sys.executable, "-m", "rlm_engine.cli", "run", "-c", str(doc), "-q", QUERY,
+             "--backend", backend, "--base-url", server.base_url, "--environment", "local"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "7341"
+        assert {rec.model for rec in server.stats.completions()} == {gguf}
+        assert not [rec.fault for rec in server.stats.log if rec.fault]
