@@ -4,8 +4,8 @@
 
 No cloud is reachable here, so ``modal``, ``prime`` and ``e2b`` run behind the fakes of
 ``tests/remote_sandbox_fakes.py`` (the worker in a local subprocess, each SDK's stream
-shapes; E2B's stdout as UTF-8 text, so its base64 relay is in the loop) and ``subprocess``
-is the baseline. Reported per kind: start (create, context upload, bootstrap, init), the
+shapes; E2B's stdout as UTF-8 text, so its base64 relay is in the loop), ``command`` runs
+through ``nice -n 1`` on this machine, and ``subprocess`` is the baseline. Reported per kind: start (create, context upload, bootstrap, init), the
 median round trip of a trivial cell, a cell that receives a 10 MB host-call result, and
 one that prints 10 MB (capped output off). Against a real provider add its network round
 trips (one per frame each way) and sandbox creation (seconds).
@@ -39,6 +39,8 @@ async def measure(kind: str, cells: int) -> dict[str, float]:
     kw: dict[str, Any] = {"timeout": 120, "max_output_chars": 2 * BIG}
     if kind != "subprocess" and os.path.exists("/usr/bin/python3"):
         kw["python"] = "/usr/bin/python3"
+    if kind == "command":
+        kw["command"] = ["nice", "-n", "1"]  # a local prefix: the command path, no network
     env = make_environment(kind, kw)
     t0 = time.perf_counter()
     await env.start("x" * 1_000_000, {"big": HostFunction("big", big)})
@@ -68,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     print("| kind | start | trivial cell (median) | 10 MB host result | 10 MB printed |")
     print("| --- | --- | --- | --- | --- |")
-    for kind in ("subprocess", "modal", "prime", "e2b"):
+    for kind in ("subprocess", "modal", "prime", "e2b", "command"):
         mp = pytest.MonkeyPatch()
         ledger = CloudLedger()
         before = set(os.listdir("/tmp"))
