@@ -28,6 +28,7 @@ NOT_FLAGS: dict[str, str] = {
     "tools": "host functions are Python callables: use the Python API",
     "tools_doc": "documents tools, which the command line cannot take",
     "on_event": "a Python callback: rlm run shows progress itself (--quiet to hide it)",
+    "tracer_provider": "an object: set the standard OTEL_* exporter variables instead",
 }
 
 #: Options whose flag is not the generated one: option -> (flags, argparse keywords).

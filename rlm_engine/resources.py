@@ -16,6 +16,8 @@ from rlm_engine.clients import LMClient
 from rlm_engine.clients.configured import make_clients
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
+from rlm_engine.otel import span_handler
+from rlm_engine.trace_content import config_secrets
 from rlm_engine.usage import Usage
 
 
@@ -57,16 +59,30 @@ class RunResources:
         # configured callback and verbose printer.
         self.logger = logger if logger is not None else observe.logger
         self.on_event = event_handler(observe.on_event, on_event, verbose=observe.verbose)
+        # OpenTelemetry spans (rlm_engine.otel): kept apart from ``on_event``, which a
+        # driver may replace (LangGraph steps do), because spans last the whole run.
+        self.spans = span_handler(observe.tracer_provider, config_secrets(config))
+
+    @property
+    def listening(self) -> bool:
+        """Whether anything receives this run's events (else events are not built)."""
+        return self.on_event is not None or self.spans is not None
 
     def emit(self, event: str, **data: Any) -> None:
-        if self.on_event is None:
+        if not self.listening:
             return
         data["event"] = event
         data.setdefault("usage", self.usage.total.to_dict())
-        with contextlib.suppress(Exception):  # a broken progress display must not break the run
-            self.on_event(data)
+        if self.spans is not None:
+            with contextlib.suppress(Exception):  # a broken exporter must not break the run
+                self.spans(data)
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):  # nor a broken progress display
+                self.on_event(data)
 
     async def aclose(self) -> None:
+        if self.spans is not None:
+            self.spans.close_open()  # spans of a stopped run still end, marked as errors
         await self.root_client.aclose()
         if self.sub_client is not self.root_client:
             await self.sub_client.aclose()

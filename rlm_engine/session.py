@@ -146,7 +146,7 @@ class RLMSession:
     def emit(self, event: str, **data: Any) -> None:
         """A progress event of this session, with what tracers need to place it: the depth,
         the session's ``run_id`` and, for a child RLM, the ``parent_call`` that started it."""
-        if self.shared.on_event is None:
+        if not self.shared.listening:
             return
         if self.parent_call is not None:
             data["parent_call"] = self.parent_call

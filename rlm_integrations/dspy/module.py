@@ -46,6 +46,7 @@ from rlm_integrations.dspy.signatures import (
     runtime_note,
     sub_signature,
 )
+from rlm_integrations.dspy.tracing import CellToolCalls
 from rlm_integrations.dspy.turns import describe_inputs
 
 #: Options DSPy users set elsewhere: the LMs come from DSPy (``dspy.configure(lm=...)``,
@@ -261,7 +262,8 @@ class RLMModule(dspy.Module):
         snapshot = settings_snapshot()
         config = self._config(lambda: snapshot)
         root, sub = self._clients(values, snapshot)
-        shared = RunResources(config, root_client=root, sub_client=sub)
+        cells = CellToolCalls.for_call(self)  # code cells as tool calls for DSPy callbacks
+        shared = RunResources(config, root_client=root, sub_client=sub, on_event=cells)
         query = (
             f"Produce {', '.join(self.signature.output_fields)} from the inputs "
             f"{', '.join(self.signature.input_fields)} (RLMModule)."

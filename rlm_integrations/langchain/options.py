@@ -35,7 +35,7 @@ NOT_FIELDS: dict[str, str] = {
 }
 
 #: Options whose values are live objects: kept out of ``dumpd`` and callback payloads.
-_NOT_SERIALIZED = {"logger", "on_event"}
+_NOT_SERIALIZED = {"logger", "on_event", "tracer_provider"}
 
 
 def generated_options() -> list[str]:

@@ -438,6 +438,59 @@ class RunTree:
             ops.append(_Op(run_id, entry.kind, output=output, error=error))
 
 
+def node_run_tree(config: Any) -> RunTree | None:
+    """A run tree for the LangGraph node (or any runnable) running now, or None untraced.
+
+    For the RLM graph's steps: root calls and cells nest directly under the node's own run
+    (``generate`` / ``execute`` are the iteration's steps already), delivered at once so
+    they are complete when the node returns. ``config`` is the engine's ``RLMConfig``.
+    """
+    from langchain_core.runnables import ensure_config
+
+    from rlm_engine.clients import LMClient
+    from rlm_engine.trace_content import config_secrets
+
+    given = ensure_config().get("callbacks")
+    if not isinstance(given, BaseCallbackManager) or given.parent_run_id is None:
+        return None
+    # configure() adds the handlers of configure hooks (``collect_runs``, tracing env vars),
+    # which are attached per run, not inherited.
+    callbacks = CallbackManager.configure(inheritable_callbacks=given)
+    if not (callbacks.handlers or callbacks.inheritable_handlers):
+        return None
+    models = config.models
+    sub = models.sub_backend if models.sub_backend is not None else models.backend
+    return RunTree(
+        RunTarget.from_manager(callbacks, callbacks.parent_run_id),
+        root_reports_itself=not isinstance(models.backend, str | LMClient),
+        sub_reports_itself=not isinstance(sub, str | LMClient),
+        iterations=False,
+        secrets=config_secrets(config),
+        deliver="sync",
+    )
+
+
+def reported_tokens(history: list[dict[str, Any]]) -> tuple[int, int]:
+    """Input and output tokens of the LM calls a trajectory shows as runs of their own: each
+    root turn and each answered sub-call, child RLMs' included (their own turns and calls;
+    an ``rlm_query``'s totals are those). What a trajectory does not show (a compaction
+    summary, a call that failed before answering) is left out."""
+    inp = out = 0
+    for it in history:
+        inp += int(it.get("input_tokens") or 0)
+        out += int(it.get("output_tokens") or 0)
+        for block in it.get("code_blocks") or []:
+            for call in block.get("subcalls") or []:
+                if call.get("children"):
+                    i, o = reported_tokens(call["children"])
+                elif call.get("function") in LM_FUNCTIONS:
+                    i, o = int(call.get("input_tokens") or 0), int(call.get("output_tokens") or 0)
+                else:
+                    i = o = 0
+                inp, out = inp + i, out + o
+    return inp, out
+
+
 def _llm_meta(model: str, depth: int, role: str) -> dict[str, Any]:
     return {
         "ls_provider": "rlm",
@@ -448,4 +501,4 @@ def _llm_meta(model: str, depth: int, role: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["RunTree", "TracedStepError", "usage_metadata"]
+__all__ = ["RunTree", "TracedStepError", "node_run_tree", "reported_tokens", "usage_metadata"]

@@ -4,7 +4,14 @@ The node reads the query (the last human message, or a state key) and the contex
 state key), runs the RLM graph as a subgraph - so ``stream(..., subgraphs=True)`` shows
 its ``generate``/``execute``/``check_final`` steps, its checkpoints nest under the
 parent's thread and a crashed parent resumes the RLM where it stopped - and appends one
-``AIMessage`` carrying the answer and the run's token usage.
+``AIMessage`` carrying the answer.
+
+Usage is counted once, as for ``RLMChatModel``: the RLM's LM calls are runs of their own
+in a trace (``rlm_integrations.langchain.tracing``; a LangChain ``llm``/``sub_llm``
+reports its calls itself), so the message's ``usage_metadata`` holds only what no such run
+carried (a compaction summary, a call that failed before answering); the whole run is in
+``response_metadata["rlm_usage"]``. Summing the graph's runs, or its messages plus its
+runs, then counts every token once.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import StateGraph
 
 from rlm_engine.config import DEFAULT_MAX_ITERATIONS
+from rlm_integrations.langchain.tracing import reported_tokens
 from rlm_integrations.langgraph.graph import build_rlm_graph, recursion_limit_for
 
 
@@ -98,16 +106,19 @@ class RLMNode(RunnableLambda):
             answer = f"The RLM run ended with status {status!r}: {out.get('error') or ''}".strip()
         usage = out.get("usage") or {}
         total = usage.get("total") or {}
+        shown_in, shown_out = reported_tokens(list(out.get("history") or []))
+        unreported_in = max(int(total.get("input_tokens", 0)) - shown_in, 0)
+        unreported_out = max(int(total.get("output_tokens", 0)) - shown_out, 0)
         update: dict[str, Any] = {}
         if self.messages_key is not None:
             update[self.messages_key] = [
                 AIMessage(
                     content=str(answer),
                     name=self.name,
-                    usage_metadata={
-                        "input_tokens": int(total.get("input_tokens", 0)),
-                        "output_tokens": int(total.get("output_tokens", 0)),
-                        "total_tokens": int(total.get("total_tokens", 0)),
+                    usage_metadata={  # what no run of the trace carried
+                        "input_tokens": unreported_in,
+                        "output_tokens": unreported_out,
+                        "total_tokens": unreported_in + unreported_out,
                     },
                     response_metadata={
                         "rlm_status": status,

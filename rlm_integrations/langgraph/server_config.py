@@ -45,6 +45,7 @@ NOT_SERVED: dict[str, str] = {
     "tools_doc": "documents tools, which a served graph cannot take",
     "on_event": "a Python callback: stream with stream_mode='custom' to get the events",
     "logger": "an object: stream the run's events, or build your own graph with a logger",
+    "tracer_provider": "an object: set the standard OTEL_* exporter variables on the server",
 }
 
 #: What a run's ``configurable`` may set unless the operator widens it (module docstring).

@@ -26,6 +26,7 @@ from langgraph.types import Overwrite, interrupt
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
 from rlm_engine.session import RLMSession
+from rlm_integrations.langchain.tracing import node_run_tree
 from rlm_integrations.langgraph.context_ref import ContextView
 from rlm_integrations.langgraph.review import apply_review, review_request
 from rlm_integrations.langgraph.runtime import (
@@ -98,14 +99,18 @@ class RLMSteps:
 
     # -- helpers that must run in the node's own context ---------------------------------
     def _emitter(self, runtime: Runtime) -> EventHandler:
-        """Engine progress events -> ``stream_mode="custom"``."""
+        """Engine progress events -> ``stream_mode="custom"``, and the node's run tree
+        (root calls, cells and sub-calls as runs under this node's run; ``.tracing``)."""
         writer = runtime.stream_writer
         # LangGraph's writer reads the node's config from a context variable; sub-call
         # events are emitted from tasks the REPL thread started, which lack it.
         node_context = contextvars.copy_context()
+        tree = node_run_tree(self.config)
 
         def emit(event: dict[str, Any]) -> None:
             node_context.copy().run(writer, dict(event))
+            if tree is not None:
+                tree(event)
 
         return emit
 
