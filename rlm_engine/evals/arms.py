@@ -1,16 +1,16 @@
 """The arms an evaluation compares, each run on the same tasks:
 
-- ``direct``: the whole context and the query in one LM call. Marked ``over_window``
-  and not sent when the prompt does not fit the root model's window;
+- ``direct``: the whole context and the query in one LM call (``mode="direct"``). Marked
+  ``over_window`` and not sent when the prompt does not fit the root model's window;
 - ``rlm``: the RLM loop at depth 1 (sub-calls are plain LM calls);
 - ``rlm-d2``: the loop at depth 2 (``rlm_query`` starts child RLMs);
-- ``auto``: ``mode="auto"``: direct under the threshold, the loop above it; the record
-  says which path ran and why.
+- ``auto``: ``mode="auto"``: direct under the threshold (``direct_threshold`` or
+  ``direct_threshold_tokens`` of the config), the loop above it; the record says which
+  path ran and why.
 
-``direct`` and ``auto`` run through the engine's own ``mode`` option (``RLM(...,
-mode=...)``, :mod:`rlm_engine.direct`) when this version of the engine has it; before
-that, ``direct`` is one plain call through the engine's clients and ``auto`` routes in
-the harness with the same rule (a share of the window).
+Every arm is an ordinary completion of the engine (``RLM(config).acompletion``) with the
+arm's ``mode`` and ``max_depth``; the direct prompt, its size estimate and the window are
+the engine's own (:mod:`rlm_engine.direct`), so the harness measures what users run.
 """
 
 from __future__ import annotations
@@ -19,26 +19,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rlm_engine import direct, windows
 from rlm_engine.clients.configured import make_clients
-from rlm_engine.config import OPTION_GROUP, RLMConfig
+from rlm_engine.config import RLMConfig
 from rlm_engine.evals.records import RunRecord
 from rlm_engine.evals.scorers import score
-from rlm_engine.evals.tasks import Task
-from rlm_engine.windows import CHARS_PER_TOKEN, known_window
+from rlm_engine.evals.tasks import CHARS_PER_TOKEN, Task
 
 ARMS = ("direct", "rlm", "rlm-d2", "auto")
-#: Whether the engine has ``mode`` (the direct path and auto routing) to run arms on.
-HAS_MODE = "mode" in OPTION_GROUP
-#: auto's share of the window when the engine has no ``mode`` option yet.
-FALLBACK_THRESHOLD = 0.25
-#: The plain direct call's system prompt (used only when the engine has no ``mode``).
-DIRECT_SYSTEM = (
-    "You answer a request about the context the user gives you. Read all of the context "
-    "and answer from it; if it does not hold the answer, say so. Reply with the answer "
-    "itself, without preamble."
-)
-#: Tokens a direct prompt adds to the context: instructions, framing, the query.
-PROMPT_OVERHEAD_TOKENS = 200
+_MODE = {"direct": "direct", "rlm": "rlm", "rlm-d2": "rlm", "auto": "auto"}
 
 
 @dataclass(frozen=True)
@@ -50,19 +39,18 @@ class Window:
 
 
 async def root_window(config: RLMConfig) -> Window:
-    """The root model's window, as the engine resolves it: configured, a known model's,
-    else the client's own (which is what the scripted clients report)."""
-    if config.history.root_context_window:
-        return Window(config.history.root_context_window, "root_context_window")
-    known = known_window(config.models.model)
-    if known:
-        return Window(known, f"the published window of {config.models.model}")
+    """The root model's window as the engine resolves it (``direct.root_window``):
+    configured, a known model's, else the client's own (what the scripted clients say)."""
     root, sub = make_clients(config)
     try:
-        known = known_window(root.model_name)
-        if known:
-            return Window(known, f"the published window of {root.model_name}")
-        return Window(int(root.context_chars / CHARS_PER_TOKEN), f"{type(root).__name__}'s own")
+        tokens, known = direct.root_window(config, root, config.models.model)
+        if config.history.root_context_window:
+            source = "root_context_window"
+        elif known:
+            source = f"the published window of {config.models.model or root.model_name}"
+        else:
+            source = f"{type(root).__name__}'s own estimate"
+        return Window(tokens, source)
     finally:
         await root.aclose()
         if sub is not root:
@@ -70,20 +58,35 @@ async def root_window(config: RLMConfig) -> Window:
 
 
 def direct_prompt_tokens(task: Task) -> int:
-    """The direct prompt's size, estimated as the engine does (3.5 characters per token,
-    on the safe side)."""
-    return int((task.context_chars + len(task.query)) / CHARS_PER_TOKEN) + PROMPT_OVERHEAD_TOKENS
+    """The direct prompt's size, estimated as the engine estimates it before a direct call."""
+    return direct.estimate_prompt_tokens(direct.direct_messages(task.context, task.query))
+
+
+def size_prompt_tokens(size: int) -> int:
+    """The engine's estimate of a direct prompt over a context of ``size`` suite tokens
+    (the suites count 4 characters per token, the engine 3.5, on the safe side)."""
+    return int(size * CHARS_PER_TOKEN / windows.CHARS_PER_TOKEN) + 100
 
 
 def arm_config(arm: str, config: RLMConfig) -> RLMConfig:
     """The engine configuration an arm runs with."""
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
-    depth = 2 if arm == "rlm-d2" else 1
-    changes: dict[str, Any] = {"max_depth": max(depth, 1)}
-    if HAS_MODE:
-        changes["mode"] = {"direct": "direct", "auto": "auto"}.get(arm, "rlm")
-    return config.replace(**changes)
+    return config.replace(mode=_MODE[arm], max_depth=2 if arm == "rlm-d2" else 1)
+
+
+def over_window(arm: str, task: Task, window: Window) -> RunRecord | None:
+    """The record of a direct run that does not fit (not sent), else None."""
+    if arm != "direct":
+        return None
+    tokens = direct_prompt_tokens(task)
+    if tokens <= window.tokens:
+        return None
+    rec = _record(arm, task, status="over_window", path="direct")
+    rec.path_reason = (
+        f"~{tokens:,} tokens do not fit the window of {window.tokens:,} ({window.source}); not sent"
+    )
+    return rec
 
 
 def _record(arm: str, task: Task, **fields: Any) -> RunRecord:
@@ -92,104 +95,48 @@ def _record(arm: str, task: Task, **fields: Any) -> RunRecord:
     )
 
 
-def _finish(rec: RunRecord, task: Task) -> RunRecord:
-    rec.score = score(rec.answer, task) if rec.status != "over_window" else 0.0
-    return rec
-
-
 async def run_arm(arm: str, task: Task, config: RLMConfig, window: Window) -> RunRecord:
     """Run one arm on one task; never raises for a failed run (it is a record)."""
-    cfg = arm_config(arm, config)
-    started = time.perf_counter()
-    wants_direct = arm == "direct" or (arm == "auto" and not HAS_MODE and _fits(cfg, task, window))
-    if wants_direct and direct_prompt_tokens(task) > window.tokens:
-        return _finish(
-            _record(
-                arm,
-                task,
-                status="over_window",
-                path="direct",
-                path_reason=(
-                    f"~{direct_prompt_tokens(task):,} tokens do not fit the window of "
-                    f"{window.tokens:,} ({window.source}); not sent"
-                ),
-            ),
-            task,
-        )
-    try:
-        if wants_direct and not HAS_MODE:
-            rec = await _plain_direct(arm, task, cfg)
-        else:
-            rec = await _engine(arm, task, cfg)
-            if arm == "auto" and not HAS_MODE:
-                rec.path_reason = f"over {FALLBACK_THRESHOLD:g} of the window: the RLM loop"
-    except Exception as e:  # a run that fails is a result, not the end of the evaluation
-        rec = _record(arm, task, status="error", error=f"{type(e).__name__}: {e}")
-    rec.latency = round(time.perf_counter() - started, 4)
-    return _finish(rec, task)
-
-
-def _fits(cfg: RLMConfig, task: Task, window: Window) -> bool:
-    return direct_prompt_tokens(task) <= FALLBACK_THRESHOLD * window.tokens
-
-
-async def _engine(arm: str, task: Task, cfg: RLMConfig) -> RunRecord:
+    skipped = over_window(arm, task, window)
+    if skipped is not None:
+        return skipped
     from rlm_engine import RLM
 
-    res = await RLM(cfg).acompletion(task.context, task.query)
-    usage = res.usage
-    models = list(usage.by_model())
-    return _record(
-        arm,
-        task,
-        status=res.status,
-        answer=res.answer,
-        input_tokens=usage.total.input_tokens,
-        output_tokens=usage.total.output_tokens,
-        cost=usage.total.cost,
-        iterations=len(res.iterations),
-        sub_calls=usage.sub.calls,
-        path=str(getattr(res, "path", "rlm")),
-        path_reason=str(getattr(res, "path_reason", "")),
-        error=res.error,
-        model=models[0] if models else "",
-    )
-
-
-async def _plain_direct(arm: str, task: Task, cfg: RLMConfig) -> RunRecord:
-    """One LM call with the whole context (until the engine has ``mode="direct"``)."""
-    root, sub = make_clients(cfg)
-    context = task.context if isinstance(task.context, str) else "\n\n".join(task.context)
-    messages = [
-        {"role": "system", "content": DIRECT_SYSTEM},
-        {"role": "user", "content": f"<context>\n{context}\n</context>\n\nRequest: {task.query}"},
-    ]
+    started = time.perf_counter()
     try:
-        resp = await root.acomplete(messages, timeout=cfg.reply.timeout)
-    finally:
-        await root.aclose()
-        if sub is not root:
-            await sub.aclose()
-    return _record(
-        arm,
-        task,
-        status="final",
-        answer=resp.text,
-        input_tokens=resp.input_tokens,
-        output_tokens=resp.output_tokens,
-        cost=resp.cost,
-        path="direct",
-        path_reason="one LM call" if arm == "direct" else "auto: fits under the threshold",
-        model=resp.model,
-    )
+        res = await RLM(arm_config(arm, config)).acompletion(task.context, task.query)
+    except Exception as e:  # a run that fails is a result, not the end of the evaluation
+        rec = _record(arm, task, status="error", error=f"{type(e).__name__}: {e}")
+    else:
+        usage = res.usage
+        models = list(usage.by_model())
+        rec = _record(
+            arm,
+            task,
+            status=res.status,
+            answer=res.answer,
+            input_tokens=usage.total.input_tokens,
+            output_tokens=usage.total.output_tokens,
+            cost=usage.total.cost,
+            iterations=len(res.iterations),
+            sub_calls=usage.sub.calls,
+            path=res.path,
+            path_reason=res.path_reason,
+            error=res.error,
+            model=models[0] if models else "",
+        )
+        rec.score = score(rec.answer, task)
+    rec.latency = round(time.perf_counter() - started, 4)
+    return rec
 
 
 __all__ = [
     "ARMS",
-    "HAS_MODE",
     "Window",
     "arm_config",
     "direct_prompt_tokens",
+    "over_window",
     "root_window",
     "run_arm",
+    "size_prompt_tokens",
 ]

@@ -22,20 +22,6 @@ from rlm_engine.evals.scorers import score
 from rlm_engine.evals.tasks import Task
 
 
-def over_window(arm: str, task: Task, window: arms_mod.Window) -> RunRecord | None:
-    """The record of a direct run that does not fit, or None when the run is to be sent."""
-    if arm != "direct" or arms_mod.direct_prompt_tokens(task) <= window.tokens:
-        return None
-    return RunRecord(
-        arm, task.suite, task.size, task.seed, task.index, "over_window", expected=task.answer,
-        path="direct",
-        path_reason=(
-            f"~{arms_mod.direct_prompt_tokens(task):,} tokens do not fit the window of "
-            f"{window.tokens:,} ({window.source}); not sent"
-        ),
-    )  # fmt: skip
-
-
 async def run_on_batch(
     arm: str,
     tasks: Sequence[Task],
@@ -48,16 +34,11 @@ async def run_on_batch(
     """Every task of ``tasks`` with ``arm``, on the batch runner's ``executor``."""
     from rlm_engine.batch import BatchRow, arun_batch
 
-    if arm in ("direct", "auto") and not arms_mod.HAS_MODE:
-        raise ValueError(
-            f"arm {arm} on the batch runner needs the engine's mode option, which this "
-            "version lacks: run it with executor='local'"
-        )
     records: list[RunRecord] = []
     by_id: dict[str, Task] = {}
     rows = []
     for task in tasks:
-        skipped = over_window(arm, task, window)
+        skipped = arms_mod.over_window(arm, task, window)
         if skipped is not None:
             records.append(skipped)
             continue
@@ -97,4 +78,4 @@ async def run_on_batch(
     return records
 
 
-__all__ = ["over_window", "run_on_batch"]
+__all__ = ["run_on_batch"]

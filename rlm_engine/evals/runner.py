@@ -115,7 +115,6 @@ def _meta(spec: EvalSpec, config: RLMConfig, window: arms_mod.Window) -> dict[st
         "simulated": _simulated(config) or str(kwargs.get("model_name", "")).startswith("scripted"),
         "window": window.tokens,
         "window_source": window.source,
-        "engine_mode": arms_mod.HAS_MODE,
         "suites": list(spec.suites),
         "sizes": list(spec.sizes),
         "arms": list(spec.arms),
@@ -153,8 +152,9 @@ def _estimate(
                 rec = done.get(run_key(arm, s, n, spec.seed if size else 0, i))
                 if rec is not None and not (retry and rec.status == "error"):
                     continue
-                direct = arm == "direct" or (arm == "auto" and n <= threshold)
-                if direct and n + arms_mod.PROMPT_OVERHEAD_TOKENS > window.tokens:
+                prompt = arms_mod.size_prompt_tokens(n)
+                direct = arm == "direct" or (arm == "auto" and prompt <= threshold)
+                if direct and prompt > window.tokens:
                     est.runs += 1  # over the window: not sent, costs nothing
                     continue
                 tokens, cost = run_estimate(arm, n, p, direct=direct)
@@ -163,13 +163,9 @@ def _estimate(
 
 
 def _auto_threshold(config: RLMConfig, window: arms_mod.Window) -> int:
+    """The prompt size under which the auto arm answers directly (the engine's rule)."""
     run = config.run
-    if arms_mod.HAS_MODE:
-        tokens = getattr(run, "direct_threshold_tokens", None)
-        if tokens:
-            return int(tokens)
-        return int(getattr(run, "direct_threshold", arms_mod.FALLBACK_THRESHOLD) * window.tokens)
-    return int(arms_mod.FALLBACK_THRESHOLD * window.tokens)
+    return run.direct_threshold_tokens or int(run.direct_threshold * window.tokens)
 
 
 async def arun_eval(
