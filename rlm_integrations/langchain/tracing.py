@@ -461,7 +461,7 @@ def node_run_tree(config: Any) -> RunTree | None:
     models = config.models
     sub = models.sub_backend if models.sub_backend is not None else models.backend
     return RunTree(
-        RunTarget.from_manager(callbacks, callbacks.parent_run_id),
+        RunTarget.from_manager(callbacks, given.parent_run_id),
         root_reports_itself=not isinstance(models.backend, str | LMClient),
         sub_reports_itself=not isinstance(sub, str | LMClient),
         iterations=False,
