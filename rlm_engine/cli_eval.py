@@ -96,6 +96,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.quiet:
         _say(f"backend: {backend} ({why})")
     config = run_config(args, backend)
+    ignored = [f"--{n.replace('_', '-')}" for n in ("mode", "max_depth") if n in args.options]
+    if ignored:
+        _say(f"note: {' and '.join(ignored)} ignored: each arm sets them (--arms chooses)")
 
     def on_record(rec: Any, done: int, total: int) -> None:
         if args.quiet:

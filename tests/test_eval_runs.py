@@ -228,8 +228,9 @@ def test_cli_cost_guard_and_usage_errors(
     assert "cost guard" in err and "nothing was sent" in err and not out.exists()
     assert main([*base, "--model", "my-local-model", "--suites", "niah", "--sizes", "1k"]) == 1
     assert "no known price for my-local-model" in capsys.readouterr().err
-    assert main([*base, "--dry-run", "--max-cost", "none"]) == 0
-    assert "estimate:" in capsys.readouterr().err and not out.exists()
+    assert main([*base, "--dry-run", "--max-cost", "none", "--mode", "direct"]) == 0
+    err = capsys.readouterr().err
+    assert "estimate:" in err and "--mode ignored: each arm sets" in err and not out.exists()
     assert main(["eval", "--suites", "nope"]) == 64
     assert main(["eval", "--sizes", "huge"]) == 64
 

@@ -269,3 +269,32 @@ def test_spec_rejects_unknown_names() -> None:
         EvalSpec(suites=["nope"])
     with pytest.raises(ValueError, match="unknown arm"):
         EvalSpec(arms=["rlm-d9"])
+
+
+def test_direct_simulation_is_seeded_decays_with_length_and_stops_at_its_window() -> None:
+    """The scripted direct model (a simulation, rlm_engine.scripted.direct_sim) answers the
+    whole-context prompt the engine's direct path sends: right less often as it grows,
+    the same answer for the same prompt, nothing past its window; a wrong answer is a
+    plausible one (a look-alike vault's code), not noise."""
+    from rlm_engine.direct import direct_messages
+    from rlm_engine.scripted import Request, ScriptedModel
+    from rlm_engine.scripted.direct_sim import WINDOW_TOKENS
+
+    model = ScriptedModel()
+
+    def ask(task: Task) -> str:
+        return model.respond(Request(messages=direct_messages(task.context, task.query))).text
+
+    def right(size: int) -> int:
+        return sum(
+            score(ask(t), t) == 1.0 for t in (generate("niah", s, size, 0) for s in range(20))
+        )
+
+    assert right(4_000) >= 17 and right(150_000) <= 12
+    task = generate("niah", 0, 150_000, 0)
+    assert ask(task) == ask(task)
+    answers = {ask(generate("niah", s, 150_000, 0)) for s in range(20)}
+    wrong = {a for a in answers if not a.isdigit()}
+    assert wrong <= {"NOT FOUND"}
+    too_long = generate("niah", 0, WINDOW_TOKENS + 10_000, 0)
+    assert ask(too_long) == "The input is longer than I can read."
