@@ -26,7 +26,7 @@ def test_server_restart_between_nodes_replays_without_paying_again(
     lm = scripted_server
     contexts = tmp_path / "contexts"
     contexts.mkdir()
-    haystack = make_haystack(40_000)  # 2.3 MB
+    haystack = make_haystack(10_000)  # 570 KB
     (contexts / "haystack.txt").write_text(haystack)
     workdir = tmp_path / "server"
     workdir.mkdir()
@@ -43,12 +43,12 @@ def test_server_restart_between_nodes_replays_without_paying_again(
         state = client.threads.get_state(thread)
         assert state["next"] == ["execute"] and state["values"]["iteration"] == 1
         paid_subs, paid_roots = subs(lm), roots(lm)
-        assert paid_subs > 20 and paid_roots == 2  # every chunk asked; the aggregate is next
+        assert paid_subs >= 10 and paid_roots == 2  # every chunk asked; the aggregate is next
     finally:
         dev.stop()  # a graceful stop: the in-mem server writes its files
 
     # threads, runs and checkpoints: the history (sub-call prompts' heads and tails), not
-    # the context (measured: ~0.26 MB here; an inline context is written 3+ times)
+    # the context (an inline context is written 3 times: run input, thread, checkpoint)
     persisted = _bytes(workdir)
     assert 0 < persisted < len(haystack) / 5, persisted
 
