@@ -28,8 +28,9 @@ from tests.test_batch import (
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    """A local Ray cluster (2 CPUs at most, no dashboard), shut down after the module."""
-    with cluster(None):
+    """A local Ray cluster (2 CPUs at most, 4 workers, no dashboard), shut down after the
+    module."""
+    with cluster(None, workers=4):
         yield
 
 

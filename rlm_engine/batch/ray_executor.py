@@ -112,9 +112,14 @@ def _workers_run_this_python() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def cluster(address: str | None) -> Iterator[float]:
+def cluster(address: str | None, *, workers: int = 16) -> Iterator[float]:
     """Join or start a Ray cluster for the batch; yields the seconds that took. A cluster
-    this function started (or joined) is left at the end; one the caller joined is kept."""
+    this function started (or joined) is left at the end; one the caller joined is kept.
+
+    A local cluster keeps ``workers`` worker processes alive between tasks (Ray keeps one
+    per CPU by default and stops the others when idle, so LM-bound rows at more than one
+    per CPU would start a new Python worker for most rows).
+    """
     if ray.is_initialized():
         yield 0.0
         return
@@ -125,6 +130,7 @@ def cluster(address: str | None) -> Iterator[float]:
             ray.init(
                 num_cpus=min(os.cpu_count() or 1, LOCAL_CLUSTER_CPUS),
                 include_dashboard=False,
+                _system_config={"num_workers_soft_limit": workers},
                 **quiet,
             )
     else:
@@ -147,7 +153,7 @@ def run_ray(
     display: BatchProgress,
 ) -> None:
     """Run ``rows`` as Ray tasks; ``on_result`` gets one result per row, as they finish."""
-    with cluster(address) as startup:
+    with cluster(address, workers=concurrency) as startup:
         summary.startup_seconds = startup
         actor = RateLimiterActor.remote(limits) if limits else None  # type: ignore[attr-defined]
         config_ref = ray.put(config)
