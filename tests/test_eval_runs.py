@@ -106,6 +106,8 @@ def test_resume_runs_only_what_is_missing(scripted_server: ScriptedServer, tmp_p
         tmp_path,
     )
     assert again.ran == 1 and again.resumed == 7
+    metas, _ = RunLog(log).read()
+    assert len(metas) == 2  # the next line after the cut one starts a line of its own
     assert [
         (r.arm, r.suite, r.index) for r in again.records if r.key == RunRecord.from_dict(lost).key
     ]
