@@ -3,6 +3,8 @@
 ``generate`` -> ``execute`` -> ``check_final`` -> ``generate`` | END, where each node is
 one of the engine's own session steps (see :mod:`rlm_integrations.langgraph.steps`).
 ``generate`` goes straight to ``check_final`` when a budget stopped the root call.
+With ``mode="direct"|"auto"`` a ``route`` node comes first: it answers with one direct LM
+call and ends, or hands over to ``generate`` (:mod:`rlm_integrations.langgraph.route`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from rlm_engine.config import RLMConfig, make_config
+from rlm_integrations.langgraph.route import RouteStep, after_route
 from rlm_integrations.langgraph.state import RLMGraphState, RLMInput, RLMOutput
 from rlm_integrations.langgraph.steps import RLMSteps, RootLMCallError
 
@@ -108,7 +111,14 @@ def build_rlm_graph(
         "check_final",
         RunnableLambda(steps.check_final, steps.acheck_final, name="check_final"),
     )
-    graph.add_edge(START, "generate")
+    if config.run.mode == "rlm":
+        graph.add_edge(START, "generate")
+    else:  # mode direct/auto: one direct LM call may answer before the loop (route.py)
+        router = RouteStep(config)
+        graph.add_node("route", RunnableLambda(router.route, router.aroute, name="route"))
+        graph.add_edge(START, "route")
+        graph.add_conditional_edges("route", after_route, {"generate": "generate", END: END})
+        graph.recursion_limit += 1
     graph.add_conditional_edges(
         "generate", _after_generate, {"execute": "execute", "check_final": "check_final"}
     )

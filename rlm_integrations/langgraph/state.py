@@ -164,6 +164,11 @@ class RLMGraphState(TypedDict, total=False):
     status: str | None
     #: What went wrong, for every status but final.
     error: str | None
+    #: Which path answered, with ``mode`` "direct"/"auto" (``rlm_integrations.langgraph.
+    #: route``): "direct" (one LM call, no REPL) or "rlm" (the loop); None in mode "rlm".
+    path: str | None
+    #: Why that path: the threshold and the prompt's estimated size, or the fallback.
+    path_reason: str | None
     #: Usage totals: ``total``, ``root``, ``sub``, ``by_model``, ``by_depth``.
     usage: dict[str, Any]
     #: The usage ledger's records (model, depth, role, input, output, cost), appended per
@@ -186,6 +191,8 @@ class RLMOutput(TypedDict, total=False):
     partial_answer: str | None
     status: str | None
     error: str | None
+    path: str | None
+    path_reason: str | None
     usage: dict[str, Any]
     iteration: int
     history: list[IterationRecord]

@@ -1,0 +1,107 @@
+"""``build_rlm_graph(mode=...)``: a ``route`` node before ``generate`` answers with one
+direct LM call or hands over to the loop; the output says which path ran and why (on the
+OpenAI and the Anthropic wire)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from rlm_engine.scripted import ScriptedModel, ScriptedServer
+from rlm_integrations.langgraph import build_rlm_graph
+from tests.support.mode_support import (
+    BACKENDS,
+    QUESTION,
+    completions,
+    haystack,
+    refused,
+    server_tokens,
+    teach_direct,
+    wire_options,
+)
+
+
+@pytest.fixture
+def model() -> ScriptedModel:
+    return ScriptedModel()
+
+
+@pytest.fixture
+def server(model: ScriptedModel) -> Iterator[ScriptedServer]:
+    with ScriptedServer(model) as s:
+        yield s
+
+
+def app_for(server: ScriptedServer, backend: str, **options: Any) -> Any:
+    graph = build_rlm_graph(**wire_options(server, backend), environment="local", **options)
+    return graph.compile(checkpointer=InMemorySaver())
+
+
+def test_default_graph_has_no_route_node() -> None:
+    assert "route" not in build_rlm_graph(backend="scripted").nodes
+    assert "route" in build_rlm_graph(backend="scripted", mode="auto").nodes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_auto_small_context_ends_after_one_direct_call(
+    server: ScriptedServer, model: ScriptedModel, backend: str
+) -> None:
+    seen = teach_direct(model)
+    app = app_for(server, backend, mode="auto")
+    cfg = {"configurable": {"thread_id": "t1"}}
+    events = [
+        chunk
+        for mode, chunk in app.stream(
+            {"context": haystack("1618"), "query": QUESTION}, cfg, stream_mode=["custom", "values"]
+        )
+        if mode == "custom"
+    ]
+    out = app.get_state(cfg).values
+    assert out["final_answer"] == "1618" and out["status"] == "final"
+    assert out["path"] == "direct" and "fit under" in out["path_reason"]
+    assert out["history"] == [] and out["usage"]["total"]["calls"] == 1
+    assert len(seen) == 1 and len(completions(server)) == 1
+    assert out["usage"]["total"]["total_tokens"] == server_tokens(server)
+    assert [e["path"] for e in events if e["event"] == "route"] == ["direct"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_auto_big_context_runs_the_loop(
+    server: ScriptedServer, model: ScriptedModel, backend: str
+) -> None:
+    seen = teach_direct(model)
+    app = app_for(server, backend, mode="auto", direct_threshold_tokens=200)
+    cfg = {"configurable": {"thread_id": "t2"}}
+    out = app.invoke({"context": haystack("1618"), "query": QUESTION}, cfg)
+    assert out["final_answer"] == "1618" and seen == []
+    assert out["path"] == "rlm" and "exceed 200" in out["path_reason"]
+    assert len(out["history"]) >= 1
+    # The next input on the thread is routed again: a small one goes direct, and the
+    # output is that run's (no history of the earlier run).
+    out2 = app.invoke({"context": haystack("99", lines=2), "query": QUESTION}, cfg)
+    assert out2["path"] == "direct" and out2["final_answer"] == "99"
+    assert out2["history"] == [] and out2["run_id"] != out["run_id"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_context_length_error_routes_to_the_loop(model: ScriptedModel, backend: str) -> None:
+    seen = teach_direct(model)
+    with ScriptedServer(model, context_window=4_000) as server:
+        app = app_for(
+            server,
+            backend,
+            mode="auto",
+            direct_threshold_tokens=100_000,
+            root_context_window=8_000,
+            backend_kwargs={"context_chars": 8_000},
+        )
+        out = app.invoke(
+            {"context": haystack("6061", lines=700), "query": QUESTION},
+            {"configurable": {"thread_id": "t3"}},
+        )
+        assert out["final_answer"] == "6061" and out["path"] == "rlm"
+        assert "refused the direct prompt" in out["path_reason"]
+        assert len(refused(server)) == 1 and seen == []
