@@ -167,6 +167,16 @@ def test_configurable_sets_limits_within_the_servers(
         config={"configurable": {"max_iterations": 1}},
     )
     assert out["status"] == "max_iterations" and out["iteration"] == 1
+    # the same through the run's context (LangGraph's newer spelling of run options: the
+    # server mirrors it into configurable, so the same rules apply)
+    thread = client.threads.create()["thread_id"]
+    out = client.runs.wait(
+        thread,
+        "rlm",
+        input={"context": haystack, "query": QUESTION},
+        context={"max_iterations": 1},
+    )
+    assert out["status"] == "max_iterations" and out["iteration"] == 1
 
     # a caller may not point the server's key at another model server, nor lift a budget
     for asked, says in (
