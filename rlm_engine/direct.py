@@ -174,15 +174,17 @@ async def answer(
     messages: list[Message],
     *,
     root_model: str | None = None,
+    client: LMClient | None = None,
 ) -> RLMResult:
-    """One direct LM call as a finished completion.
+    """One direct LM call (by ``client``, default: the run's root client) as a finished
+    completion.
 
     Raises :class:`RouteFallback` when mode="auto" and the provider says the prompt does
     not fit (its cost is already counted): the caller runs the loop instead.
     """
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
-    budget, client = shared.budget, shared.root_client
+    client = client or shared.root_client
     result = RLMResult(
         response=None,
         status="error",
@@ -206,6 +208,7 @@ async def answer(
             "for a context this size."
         )
         return _finished(shared, result, started)
+    budget = shared.budget
     reason = budget.reserve() if not budget.timed_out() else "run_timeout"
     if reason == "run_timeout":
         result.status = "timeout"
@@ -215,19 +218,20 @@ async def answer(
             f"Budget exhausted before the direct call ({reason}).",
         )
     else:
-        await _call(config, shared, messages, result, root_model=root_model)
+        await _call(config, shared, client, messages, result, root_model=root_model)
     return _finished(shared, result, started)
 
 
 async def _call(
     config: RLMConfig,
     shared: RunResources,
+    client: LMClient,
     messages: list[Message],
     result: RLMResult,
     *,
     root_model: str | None,
 ) -> None:
-    budget, client = shared.budget, shared.root_client
+    budget = shared.budget
     shared.emit("direct_start", depth=0, iteration=0, path_reason=result.path_reason)
     try:
         async with asyncio.timeout(budget.remaining_time()):
@@ -307,6 +311,7 @@ async def complete(
     rlm: RunLoop,
     root_model: str | None = None,
     needs_loop: str | None = None,
+    direct_client: LMClient | None = None,
 ) -> RLMResult:
     """Answer by the path ``config.run.mode`` picks: the direct call here, or ``rlm(reason)``
     (the form's own way of opening a session and running the engine loop; it records
@@ -314,20 +319,25 @@ async def complete(
 
     ``needs_loop`` says why this call can only be answered by the loop whatever the mode
     (a chat call's bound tools or output schema are REPL functions): it becomes the reason.
+    ``direct_client`` makes the direct call when the root client cannot (RLMModule's root
+    is a DSPy predictor of RLM turns; its direct call is the task's own predictor).
     """
+    client = direct_client or shared.root_client
     if needs_loop and config.run.mode != "rlm":
         reason = f"mode={config.run.mode!r}, but {needs_loop}: the RLM loop"
         shared.emit("route", depth=0, path="rlm", path_reason=reason)
         return await rlm(reason)
     if config.run.mode != "rlm":  # the direct prompt holds the text the REPL would get
         context, query = prepare_input(context, query)
-    route, messages = plan(config, context, query, shared.root_client, root_model)
+    route, messages = plan(config, context, query, client, root_model)
     if messages is not None:  # a decision was made (mode="rlm" keeps its event stream)
         shared.emit("route", depth=0, path=route.path, path_reason=route.reason)
     if route.path == "rlm" or messages is None:
         return await rlm(route.reason)
     try:
-        return await answer(config, shared, context, query, route, messages, root_model=root_model)
+        return await answer(
+            config, shared, context, query, route, messages, root_model=root_model, client=client
+        )
     except RouteFallback as fallback:
         shared.emit("route", depth=0, path="rlm", path_reason=fallback.reason)
         return await rlm(fallback.reason)

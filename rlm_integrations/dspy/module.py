@@ -19,6 +19,7 @@ import dspy
 from dspy.adapters.types.tool import Tool
 from dspy.signatures.signature import ensure_signature
 
+from rlm_engine import direct
 from rlm_engine.aio import run_sync
 from rlm_engine.config import RLMConfig, make_config
 from rlm_engine.environments import HostFunction
@@ -27,6 +28,7 @@ from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
 from rlm_integrations.dspy.conversation import CALLING, HeldConversation, RLMConversation
 from rlm_integrations.dspy.demos import DEFAULT_MAX_DEMO_CHARS, DemoBoundedPredict
+from rlm_integrations.dspy.direct_client import DirectPredictClient
 from rlm_integrations.dspy.history import history_fields, history_messages
 from rlm_integrations.dspy.lm_client import dspy_scope, settings_snapshot
 from rlm_integrations.dspy.outputs import (
@@ -268,21 +270,37 @@ class RLMModule(dspy.Module):
             f"Produce {', '.join(self.signature.output_fields)} from the inputs "
             f"{', '.join(self.signature.input_fields)} (RLMModule)."
         )
+
+        async def loop(path_reason: str) -> RLMResult:
+            try:
+                session = await RLMSession.open(config, values, query, shared=shared)
+            except RuntimeError as e:
+                raise RuntimeError(f"RLMModule could not prepare the REPL: {e}") from e
+            session.state.path_reason = path_reason
+            try:
+                root.bind(session)
+                return await run(session)
+            finally:
+                await session.close()
+
         try:
-            session = await RLMSession.open(config, values, query, shared=shared)
-        except RuntimeError as e:
-            await shared.aclose()
-            raise RuntimeError(f"RLMModule could not prepare the REPL: {e}") from e
-        except BaseException:
-            await shared.aclose()
-            raise
-        try:
-            root.bind(session)
-            result = await run(session)
+            # mode="direct"|"auto": one call of the task's own predictor may answer instead.
+            result = await direct.complete(
+                config, shared, values, query, rlm=loop,
+                direct_client=self._direct_client(inputs, snapshot),
+            )  # fmt: skip
         finally:
-            await session.close()
             await shared.aclose()
         return self._prediction(result)
+
+    def _direct_client(self, inputs: dict[str, Any], snapshot: Any) -> DirectPredictClient | None:
+        """The direct call's client (``mode`` not rlm): the task signature, predicted with the
+        root's LM on the call's inputs as given (a ``dspy.History`` stays one)."""
+        if self.config.run.mode == "rlm":
+            return None
+        return DirectPredictClient(
+            self.signature, inputs, self.root.lm, snapshot=snapshot, pricing=self.pricing
+        )
 
     def _prediction(self, result: RLMResult) -> dspy.Prediction:
         text = result.response if result.status == "final" else result.partial_answer
@@ -303,12 +321,15 @@ class RLMModule(dspy.Module):
             ) from None
         usage = result.usage.to_dict()
         usage.pop("records", None)
+        # Which path answered (mode): unless an output field has the name already.
+        route = {"path": result.path, "path_reason": result.path_reason}
         return dspy.Prediction(
             **values,
             trajectory=[it.to_dict() for it in result.iterations],
             usage=usage,
             status=result.status,
             run_id=result.run_id,
+            **{k: v for k, v in route.items() if k not in values},
         )
 
 
