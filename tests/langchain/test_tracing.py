@@ -205,3 +205,23 @@ def test_traces_hold_no_context_and_no_secret(
         assert "tok-very-secret-value-123" not in text
         assert len(text) < 20_000, run.name  # the sub-call's 1 MB prompt: head and tail only
     assert size < 100_000
+
+
+def test_a_continued_conversation_turn_is_traced_too(
+    scripted_model: ScriptedModel, scripted_server: ScriptedServer
+) -> None:
+    from langchain_core.messages import HumanMessage
+
+    llm = _llm(scripted_server)
+    doc = "\n".join(
+        "The secret code is 4729." if i == 150 else f"Line {i}: nothing." for i in range(300)
+    )
+    msgs: list[Any] = [HumanMessage("What is the secret code?")]
+    msgs += [llm.invoke(msgs, context=doc), HumanMessage("Thanks! Say it again.")]
+    with collect_runs() as cb:
+        llm.invoke(msgs, context=doc)  # continues the first call's REPL (a new turn)
+    (top,) = cb.traced_runs
+    iterations = [c for c in top.child_runs if c.name.startswith("iteration ")]
+    assert iterations
+    roots = [r for r in _walk(top) if r.name == "root:scripted-root"]
+    assert len(roots) == len(iterations) and all(_usage(r)["total_tokens"] > 0 for r in roots)
