@@ -16,6 +16,7 @@ left of ``max_cost``, and no new run starts once it is spent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from rlm_engine.evals.cost import EvalEstimate, prices, run_estimate
 from rlm_engine.evals.on_batch import run_on_batch
 from rlm_engine.evals.records import RunLog, RunRecord, run_key
 from rlm_engine.evals.suites import SUITES, generate
-from rlm_engine.evals.tasks import DEFAULT_SIZES, Task
+from rlm_engine.evals.tasks import DEFAULT_SIZES, Task, parse_size
 from rlm_engine.evals.user_suite import load_suite
 
 RUNS_FILE = "runs.jsonl"
@@ -61,21 +62,22 @@ class EvalSpec:
             raise ValueError(f"tasks must be at least 1, got {self.tasks}")
         if not self.arms:
             raise ValueError("no arms to run")
+        for size in self.sizes:
+            parse_size(size)  # a number of tokens, at least 256
 
     def cells(self) -> Iterator[tuple[str, int, Callable[[], list[Task]]]]:
-        """(suite, size, tasks) cells; tasks are generated when called."""
+        """(suite, size, tasks) cells; tasks are generated when called. A user suite's
+        size is 0 here (its tasks' sizes are their own)."""
         for path in self.suite_files:
             tasks = load_suite(path)  # read now: a bad file is reported before any run
-            yield tasks[0].suite, 0, lambda tasks=tasks: tasks  # type: ignore[misc]
+            yield tasks[0].suite, 0, functools.partial(list, tasks)
         for suite in self.suites:
             for size in self.sizes:
-                yield (
-                    suite,
-                    size,
-                    lambda s=suite, n=size: [  # type: ignore[misc]
-                        generate(s, self.seed, n, i) for i in range(self.tasks)
-                    ],
-                )
+                yield suite, size, functools.partial(_generate, suite, self.seed, size, self.tasks)
+
+
+def _generate(suite: str, seed: int, size: int, tasks: int) -> list[Task]:
+    return [generate(suite, seed, size, i) for i in range(tasks)]
 
 
 @dataclass
@@ -89,7 +91,6 @@ class EvalResult:
     spent: float | None
     out_dir: Path
     stopped: str | None = None
-    report: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
