@@ -159,15 +159,17 @@ def span(server: ScriptedServer) -> float:
 
 
 #: Requests the limiter spaced can still reach the server closer together: each is sent
-#: after its wait, and on a loaded machine the send itself can lag by a few 100 ms.
-SEND_JITTER_REQUESTS = 3
+#: after its wait, and on a loaded machine the send itself can lag by a few 100 ms (the
+#: benchmark saw 26 in one second at 20/s). Unlimited, every test batch below starts all
+#: its requests within well under a second, far above this.
+JITTER_FACTOR = 1.5
 
 
 def test_rate_limit_holds_at_the_server(scripted_server):
     summary = run_batch(rows(5), concurrency=5, requests_per_minute=600, **engine(scripted_server))
     assert summary.by_status == {"final": 5} and completions(scripted_server) == 20
     # 600/min = 10/s (unlimited, these 20 calls all start within about half a second)
-    assert peak_per_second(scripted_server) <= 10 + SEND_JITTER_REQUESTS
+    assert peak_per_second(scripted_server) <= 10 * JITTER_FACTOR
     assert span(scripted_server) >= 19 / 10 - 0.5
 
 
