@@ -265,3 +265,40 @@ def test_system_as_user_option_on_the_anthropic_wire(server: ScriptedServer) -> 
     assert res.status == "final" and "7341" in res.response
     first = server.wire_log[0]
     assert first["system"] == "" and "llm_query" in first["first"]
+
+
+def test_azure_sync_call_with_an_async_token_provider(server: ScriptedServer) -> None:
+    async def token() -> str:
+        return "entra-sync"
+
+    client = make_client(
+        "azure",
+        {"model_name": "dep", "base_url": server.url, "azure_ad_token_provider": token},
+    )
+    assert client.complete([{"role": "user", "content": "What is 2+2?"}]).text == "4"
+    assert server.wire_log[-1]["headers"]["authorization"] == "Bearer entra-sync"
+
+
+def test_window_from_model_listings() -> None:
+    """OpenRouter's listing (context_length), vLLM's (max_model_len), llama.cpp's (meta)."""
+    from rlm_engine.clients.server_info import props_facts, window_from_models
+
+    openrouter = {
+        "data": [
+            {"id": "openai/gpt-5-mini", "context_length": 400_000},
+            {"id": "google/gemma-2-9b-it", "context_length": 8_192},
+        ]
+    }
+    assert window_from_models(openrouter, "google/gemma-2-9b-it") == (
+        8_192,
+        "/models context_length",
+    )
+    assert window_from_models(openrouter, "not/listed") is None  # never another model's
+    vllm = {"data": [{"id": "Qwen/Qwen2.5-7B", "max_model_len": 32_768}]}
+    assert window_from_models(vllm, None) == (32_768, "/models max_model_len (vLLM)")
+    llama = {"data": [{"id": "/m/x.gguf", "meta": {"n_ctx_train": 131_072}}]}
+    assert window_from_models(llama, "/m/x.gguf")[0] == 131_072  # type: ignore[index]
+    assert props_facts({"default_generation_settings": {"n_ctx": 4096}, "chat_template": "t"}) == (
+        4096,
+        "t",
+    )

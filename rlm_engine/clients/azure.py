@@ -21,6 +21,7 @@ versions refuse, the total deadline per call).
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -100,9 +101,14 @@ class AzureOpenAIClient(OpenAIClient):
         return openai.AsyncAzureOpenAI(**self._azure_options(common), http_client=http)
 
     def _sync_sdk(self, common: _SDKOptions, http: httpx2.Client) -> openai.OpenAI:
-        # The sync client calls the token provider without awaiting: give a sync one for
-        # sync calls (complete()); async runs (every form's default) await it.
-        return openai.AzureOpenAI(**self._azure_options(common), http_client=http)
+        options = self._azure_options(common)
+        provider = options.get("azure_ad_token_provider")
+        if provider is not None and inspect.iscoroutinefunction(provider):
+            # The sync client calls its provider without awaiting: run the async one.
+            from rlm_engine.aio import run_sync
+
+            options["azure_ad_token_provider"] = lambda: run_sync(provider())
+        return openai.AzureOpenAI(**options, http_client=http)
 
     def describe(self) -> dict[str, Any]:
         return {

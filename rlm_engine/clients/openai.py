@@ -234,6 +234,8 @@ class OpenAIClient(LMClient):
     #: the local-server backends (``vllm``, ``llamacpp``), which answer them; the plain
     #: client learns a window from a refusal that states it, or from ``context_window``.
     discovers_window = False
+    #: Whether that includes llama.cpp's ``/props`` (off for services that have none).
+    asks_props = True
 
     @property
     def asks_server(self) -> bool:
@@ -249,7 +251,7 @@ class OpenAIClient(LMClient):
                 if self._facts is None:
                     model = None if self.model_name == "auto" else self.model_name
                     self._facts = (
-                        probe(self.url, model, self._probe_headers())
+                        probe(self.url, model, self._probe_headers(), props=self.asks_props)
                         if self.asks_server
                         else ServerInfo()
                     )

@@ -25,7 +25,8 @@ DEFAULT_MODEL = "openai/gpt-5-mini"
 class OpenRouterClient(OpenAIClient):
     """Chat completions through OpenRouter."""
 
-    discovers_window = True
+    discovers_window = True  # OpenRouter's model list has each model's context_length
+    asks_props = False
 
     def __init__(
         self,

@@ -115,6 +115,8 @@ def probe(
     model: str | None,
     headers: Mapping[str, str] | None = None,
     timeout: float = PROBE_TIMEOUT,
+    *,
+    props: bool = True,
 ) -> ServerInfo:
     """Ask the server at ``base_url`` (an OpenAI base URL, ending in ``/v1`` usually) for
     ``model``'s window and chat template. Never raises: what it cannot learn stays None.
@@ -132,9 +134,10 @@ def probe(
             _get_json(base_url.rstrip("/") + "/models", headers, deadline), model
         )
     with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
-        n_ctx, template = props_facts(
-            _get_json(server_root(base_url) + "/props", headers, deadline)
-        )
+        if props:  # llama.cpp's; ``props=False`` for services known not to have it
+            n_ctx, template = props_facts(
+                _get_json(server_root(base_url) + "/props", headers, deadline)
+            )
     if n_ctx is not None:
         return ServerInfo(n_ctx, "/props n_ctx (llama.cpp)", template)
     if listed is not None:
