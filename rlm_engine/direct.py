@@ -152,16 +152,29 @@ def decide(config: RLMConfig, prompt_tokens: int | None, window: int) -> Route:
     return Route("rlm", why + "; the RLM loop", prompt_tokens, threshold)
 
 
+def prompt_chars(context: Any, query: str | None) -> int:
+    """Characters of :func:`direct_messages` for ``context`` and ``query``, without building
+    it for the common shapes (a 50 MB string: 0.02 ms instead of 120 ms, measured)."""
+    framing = len(DIRECT_SYSTEM) + len(TASK_IN_CONTEXT) + len(query or "") + 64
+    if isinstance(context, str):
+        return len(context) + framing
+    if isinstance(context, list | tuple) and all(isinstance(x, str) for x in context):
+        return sum(len(x) + 40 for x in context) + framing
+    return len(context_text(context)) + framing
+
+
 def plan(
     config: RLMConfig, context: Any, query: str | None, client: LMClient, model: str | None
 ) -> tuple[Route, list[Message] | None]:
-    """The route for ``context`` and ``query``, and the direct prompt when it was built
-    (mode="rlm" builds nothing: the default costs nothing)."""
+    """The route for ``context`` and ``query``, and the direct prompt when the route is
+    direct (built only then: the size is measured without it, and mode="rlm" measures
+    nothing)."""
     if config.run.mode == "rlm":
         return decide(config, None, 0), None
-    messages = direct_messages(context, query)
     window, _ = root_window(config, client, model)
-    return decide(config, estimate_prompt_tokens(messages), window), messages
+    tokens = int(prompt_chars(context, query) / CHARS_PER_TOKEN) + 2 * TOKENS_PER_MESSAGE
+    route = decide(config, tokens, window)
+    return route, direct_messages(context, query) if route.path == "direct" else None
 
 
 # -- the direct call --------------------------------------------------------------------------
@@ -330,9 +343,9 @@ async def complete(
     if config.run.mode != "rlm":  # the direct prompt holds the text the REPL would get
         context, query = prepare_input(context, query)
     route, messages = plan(config, context, query, client, root_model)
-    if messages is not None:  # a decision was made (mode="rlm" keeps its event stream)
+    if config.run.mode != "rlm":  # a decision was made (mode="rlm" keeps its event stream)
         shared.emit("route", depth=0, path=route.path, path_reason=route.reason)
-    if route.path == "rlm" or messages is None:
+    if messages is None:
         return await rlm(route.reason)
     try:
         return await answer(
@@ -354,5 +367,6 @@ __all__ = [
     "direct_messages",
     "estimate_prompt_tokens",
     "plan",
+    "prompt_chars",
     "root_window",
 ]

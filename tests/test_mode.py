@@ -16,7 +16,7 @@ import pytest
 
 from rlm_engine import RLM, RLMLogger
 from rlm_engine.config import RLMConfig
-from rlm_engine.direct import Route, decide, direct_messages
+from rlm_engine.direct import Route, decide, direct_messages, prompt_chars
 from rlm_engine.scripted import ScriptedModel, ScriptedServer
 from tests.support.mode_support import (
     BACKENDS,
@@ -189,3 +189,19 @@ def test_direct_call_bounded_by_run_timeout(server: ScriptedServer, model: Scrip
     res = rlm_for(server, "openai", mode="direct", run_timeout=0.5).completion("ctx", "q")
     assert res.status == "timeout" and "run_timeout of 0.5" in (res.error or "")
     assert res.duration < 3
+
+
+@pytest.mark.parametrize(
+    ("context", "query"),
+    [
+        ("abc" * 1000, "q?"),
+        (["a" * 50, "b" * 70], None),
+        ({"k": [1, "x" * 30]}, "why"),
+        (None, "q"),
+    ],
+)
+def test_prompt_size_is_measured_on_the_high_side_without_building_it(
+    context: Any, query: str | None
+) -> None:
+    built = sum(len(m["content"]) for m in direct_messages(context, query))
+    assert built <= prompt_chars(context, query) <= built + 200
