@@ -126,8 +126,9 @@ def version(ref: Mapping[str, Any], store: Any, env: Mapping[str, str] | None = 
     """A digest of the reference and its target's version, without reading the content."""
     ref = validate(ref)
     if "path" in ref:
-        st = _path(ref, env).stat()
-        stamp: Any = [str(_path(ref, env)), st.st_size, st.st_mtime_ns, ref.get("format")]
+        path = _path(ref, env)
+        st = path.stat()
+        stamp: Any = [str(path), st.st_size, st.st_mtime_ns, ref.get("format")]
     else:
         item = _store_item(ref, store)
         stamp = [ref["store"], str(item.updated_at)]
