@@ -298,3 +298,9 @@ def test_direct_simulation_is_seeded_decays_with_length_and_stops_at_its_window(
     assert wrong <= {"NOT FOUND"}
     too_long = generate("niah", 0, WINDOW_TOKENS + 10_000, 0)
     assert ask(too_long) == "The input is longer than I can read."
+
+
+def test_spec_sizes_take_labels_and_refuse_tiny_ones() -> None:
+    assert EvalSpec(sizes=["8k", 2_000]).sizes == (8_000, 2_000)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="at least 256 tokens"):
+        EvalSpec(sizes=[100])

@@ -45,7 +45,7 @@ class EvalSpec:
     """What to run: built-in suites at sizes, user suite files, arms, tasks per cell."""
 
     suites: Sequence[str] = tuple(SUITES)
-    sizes: Sequence[int] = DEFAULT_SIZES
+    sizes: Sequence[int] = DEFAULT_SIZES  # tokens ("8k" strings are parsed too)
     arms: Sequence[str] = arms_mod.ARMS
     tasks: int = 3
     seed: int = 0
@@ -62,8 +62,7 @@ class EvalSpec:
             raise ValueError(f"tasks must be at least 1, got {self.tasks}")
         if not self.arms:
             raise ValueError("no arms to run")
-        for size in self.sizes:
-            parse_size(size)  # a number of tokens, at least 256
+        self.sizes = tuple(parse_size(s) for s in self.sizes)  # "8k" or 8000; >= 256
 
     def cells(self) -> Iterator[tuple[str, int, Callable[[], list[Task]]]]:
         """(suite, size, tasks) cells; tasks are generated when called. A user suite's
