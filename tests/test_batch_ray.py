@@ -120,3 +120,14 @@ def test_one_rate_limit_for_the_whole_cluster(ray_cluster, tmp_path):
         # 600/min = 10/s from every worker together, as the server saw them
         assert peak_per_second(server) <= 10 * JITTER_FACTOR
         assert span(server) >= 23 / 10 - 0.5
+
+
+def test_traces_of_ray_rows_are_written_where_asked(ray_cluster, tmp_path):
+    from rlm_engine.logger import RLMLogger
+
+    with ScriptedServer() as server:
+        summary = run_batch(
+            rows(2), executor="ray", logger=RLMLogger(tmp_path / "logs"), **engine(server)
+        )
+    assert summary.by_status == {"final": 2}
+    assert len(list((tmp_path / "logs").glob("*.jsonl"))) == 2  # one trace a row

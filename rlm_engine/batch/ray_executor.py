@@ -24,6 +24,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -37,6 +38,7 @@ from rlm_engine.batch.results import RowResult
 from rlm_engine.batch.rows import BatchRow
 from rlm_engine.clients.rate_limit import RateLimits, RateSchedule
 from rlm_engine.config import RLMConfig
+from rlm_engine.logger import RLMLogger
 
 #: CPUs one row's task asks for: a completion mostly waits on the LM, so many share a CPU;
 #: the driver bounds how many run at once (``concurrency``).
@@ -82,12 +84,49 @@ class RayRateLimiter:
         await self.actor.back_off.remote(model, seconds)
 
 
+@dataclass(frozen=True)
+class _LoggerSpec:
+    """An ``RLMLogger`` as it travels to workers (the logger holds a lock): its directory,
+    made again in each worker, so traces land where the user asked (shared storage on a
+    cluster)."""
+
+    log_dir: str
+    secrets: tuple[str, ...]
+
+    def make(self) -> RLMLogger:
+        return RLMLogger(self.log_dir, secrets=list(self.secrets))
+
+
+def portable(config: RLMConfig) -> RLMConfig:
+    """``config`` in a form Ray can send to workers (an ``RLMLogger`` as its spec)."""
+    logger = config.observe.logger
+    if type(logger) is RLMLogger:
+        spec = _LoggerSpec(str(logger.log_dir), tuple(logger.extra_secrets))
+        return config.replace(logger=spec)
+    return config
+
+
+def _in_worker(config: RLMConfig) -> RLMConfig:
+    logger = config.observe.logger
+    return config.replace(logger=logger.make()) if isinstance(logger, _LoggerSpec) else config
+
+
 @ray.remote(max_retries=TASK_RETRIES, retry_exceptions=False)
 def _run_row(row: BatchRow, context: Any, config: RLMConfig, limiter: Any) -> RowResult:
     """One row in a Ray worker (``context`` is resolved from the object store)."""
     given = {} if row.context_path is not None else {"context": context}
     shared = RayRateLimiter(limiter) if limiter is not None else None
-    return asyncio.run(complete_row(row, config, shared, **given))
+    return asyncio.run(complete_row(row, _in_worker(config), shared, **given))
+
+
+def _put_config(config: RLMConfig) -> Any:
+    try:
+        return ray.put(portable(config))
+    except TypeError as e:
+        raise ValueError(
+            "the configuration cannot be sent to Ray workers (it holds an object that "
+            f"cannot be pickled: {e}); give the backend by name, or use executor='local'"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -153,10 +192,15 @@ def run_ray(
     display: BatchProgress,
 ) -> None:
     """Run ``rows`` as Ray tasks; ``on_result`` gets one result per row, as they finish."""
+    if display.enabled and not ray.is_initialized():
+        where = (
+            f"joining the Ray cluster at {address}" if address else "starting a local Ray cluster"
+        )
+        display.console.print(f"rlm: batch: {where} ...", highlight=False)
     with cluster(address, workers=concurrency) as startup:
         summary.startup_seconds = startup
         actor = RateLimiterActor.remote(limits) if limits else None  # type: ignore[attr-defined]
-        config_ref = ray.put(config)
+        config_ref = _put_config(config)
         pending = iter(rows)
         in_flight: dict[Any, BatchRow] = {}
 
