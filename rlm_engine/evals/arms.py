@@ -58,8 +58,10 @@ async def root_window(config: RLMConfig) -> Window:
 
 
 def direct_prompt_tokens(task: Task) -> int:
-    """The direct prompt's size, estimated as the engine estimates it before a direct call."""
-    return direct.estimate_prompt_tokens(direct.direct_messages(task.context, task.query))
+    """The direct prompt's size, measured as the engine measures it before a direct call
+    (``rlm_engine.direct.plan``)."""
+    chars = direct.prompt_chars(task.context, task.query)
+    return int(chars / windows.CHARS_PER_TOKEN) + 2 * windows.TOKENS_PER_MESSAGE
 
 
 def size_prompt_tokens(size: int) -> int:
