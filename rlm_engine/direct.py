@@ -18,6 +18,9 @@ callback), so there is no second loop. The result says which path ran and why
 (``RLMResult.path`` / ``path_reason``); a ``route`` progress event says it as it happens.
 The direct call is a root call like any other: budgets reserved and counted, the reply
 cap and per-request timeout applied, bounded by ``run_timeout``, failed calls counted.
+
+``Conversation`` turns always run the loop: a conversation's point is the REPL that
+outlives each turn, and a direct answer would leave nothing in it for the next one.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from rlm_engine.clients.streaming import partial_usage
 from rlm_engine.config import RLMConfig
 from rlm_engine.inputs import prepare_input
 from rlm_engine.resources import RunResources
-from rlm_engine.state import Path, RLMResult
+from rlm_engine.state import RLMResult, RunPath
 from rlm_engine.text import clean_text
 from rlm_engine.types import Message
 from rlm_engine.windows import (
@@ -62,7 +65,7 @@ TASK_IN_CONTEXT = "The task is stated in the context above. Complete it."
 class Route:
     """Which path a completion takes and why (the reason is shown to users as is)."""
 
-    path: Path
+    path: RunPath
     reason: str
     #: The direct prompt's estimated size and the threshold it was held to (auto only).
     prompt_tokens: int | None = None

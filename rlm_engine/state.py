@@ -21,7 +21,7 @@ from rlm_engine.types import Iteration, Message, Status
 from rlm_engine.usage import Usage
 
 #: Which path answered a completion: the RLM loop or one direct LM call.
-Path = Literal["rlm", "direct"]
+RunPath = Literal["rlm", "direct"]
 
 
 @dataclass
@@ -136,7 +136,7 @@ class RLMResult:
     environment: str = ""
     #: Which path answered: "rlm" (the loop) or "direct" (one LM call, no REPL), and why
     #: (``RunLimits.mode``; ``rlm_engine.direct``).
-    path: Path = "rlm"
+    path: RunPath = "rlm"
     path_reason: str = ""
 
     @classmethod
