@@ -37,6 +37,7 @@ from rlm_engine.conversation import HISTORY_VARIABLE, Conversation, Turn
 from rlm_engine.session import run
 from rlm_engine.types import LMResponse, Message
 from rlm_integrations.dspy.lm_client import settings_snapshot
+from rlm_integrations.dspy.tracing import CellToolCalls
 
 if TYPE_CHECKING:
     from rlm_integrations.dspy.module import RLMModule
@@ -177,7 +178,9 @@ class RLMConversation:
             await conv.aadd_context(value, name)
         note = conversation_note(conv.turns, conv.history_variable)
         root, sub = module._clients(values, self._snapshot, note)
-        session = await conv.open_turn(call_query(module.signature, values), clients=(root, sub))
+        cells = CellToolCalls.for_call(module)  # code cells as tool calls for DSPy callbacks
+        query = call_query(module.signature, values)
+        session = await conv.open_turn(query, clients=(root, sub), on_event=cells)
         try:
             root.bind(session)
             result = await run(session)

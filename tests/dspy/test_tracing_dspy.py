@@ -77,3 +77,17 @@ def test_callbacks_see_turns_sub_calls_and_cells(with_root_lm: Any, scripted_ser
         assert len(inside) == sum(c["function"] in LM_FUNCTIONS for c in cells[n]["subcalls"])
         output, error = ev[end][2]
         assert error is None and cells[n]["stdout"].strip() in output
+
+
+def test_conversation_turns_show_their_cells_too(with_root_lm: Any, scripted_server: Any) -> None:
+    rec = Recorder()
+    text = haystack("The access code for vault 17 is 4821.")
+    rlm = RLMModule(Vault, conversation=True)
+    with dspy.context(callbacks=[rec]):
+        pred = rlm(document=text, question="What is the access code for vault 17?")
+    rlm.reset_conversation()
+    assert pred.answer == 4821
+    cells = [b for it in pred.trajectory for b in it["code_blocks"]]
+    starts = [e for e in rec.events if e[0] == "tool_start"]
+    assert [e[2]["code"] for e in starts] == [b["code"] for b in cells]
+    assert sum(e[0] == "tool_end" for e in rec.events) == len(cells)
