@@ -115,14 +115,15 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
     see ``tools_mode``) returns ``AIMessage.tool_calls`` for the caller to run, as agents
     expect; ``mode="repl"`` runs the tools inside the RLM run as REPL functions.
 
-    Usage (details in :mod:`rlm_integrations.langchain.usage`): every LM call except the
-    top-level root turns is its own chat-model run nested under this one, with its own
-    ``usage_metadata`` and ``model_name`` (a LangChain ``llm``/``sub_llm`` reports its
-    runs itself; the engine's sub client's calls are reported as ``rlm:<model>`` runs).
-    The returned message's ``usage_metadata`` counts only what no nested run reported:
-    the root turns of the engine's own root client. So ``get_usage_metadata_callback()``
-    and LangSmith count each token once, under its model; ``response_metadata["usage"]``
-    has the whole run (``total``, ``root``, ``sub``, ``by_model``).
+    Tracing and usage (:mod:`rlm_integrations.langchain.tracing`): under this model's run,
+    every root iteration is a chain run holding its root LM call (an ``llm`` run), its code
+    cells (``tool`` runs) and their sub-calls (``llm`` runs) and child RLMs (chain runs),
+    each LM call with its own ``usage_metadata`` and ``model_name`` (a LangChain
+    ``llm``/``sub_llm`` reports its calls itself). The returned message's
+    ``usage_metadata`` counts only what no run carried (a compaction summary, a call that
+    failed before answering), so ``get_usage_metadata_callback()`` and LangSmith count
+    each token once, under its model; ``response_metadata["usage"]`` has the whole run
+    (``total``, ``root``, ``sub``, ``by_model``).
 
     Input and outcome: a call with no question and no context raises
     :class:`~rlm_integrations.langchain.request.EmptyInputError` before any LM call; a run
