@@ -17,6 +17,7 @@ import dspy
 from rlm_engine.clients.base import LMClient
 from rlm_engine.clients.streaming import attach_partial_usage
 from rlm_engine.types import LMResponse, Message
+from rlm_engine.usage import Usage
 from rlm_integrations.dspy.lm_client import (
     UnparsedReply,
     dspy_scope,
@@ -45,8 +46,12 @@ class DirectPredictClient(LMClient):
         *,
         snapshot: Any,
         pricing: Any = None,
+        ledger: Usage | None = None,
     ) -> None:
         self.task = task
+        #: The run's usage ledger: a predictor call that made several LM calls (the
+        #: adapter's JSON fallback) has all but the last counted here, each as a call.
+        self.ledger = ledger
         self.inputs = inputs
         self.lm = lm
         self.snapshot = snapshot
@@ -70,8 +75,14 @@ class DirectPredictClient(LMClient):
                 )
                 attach_partial_usage(error, measured_response("", name, e.measured, self.pricing))
                 raise error from e.error
+        earlier, last = m.split()
+        for each in earlier:
+            if self.ledger is not None:
+                self.ledger.record_response(
+                    measured_response("", name, each, self.pricing), "root", 0
+                )
         values = {field: pred[field] for field in self.task.output_fields}
-        return measured_response(encode_answer(values), name, m, self.pricing)
+        return measured_response(encode_answer(values), name, last, self.pricing)
 
 
 __all__ = ["DirectPredictClient", "DirectReplyUnparseable"]

@@ -26,6 +26,7 @@ from rlm_engine.environments import HostFunction
 from rlm_engine.logger import RLMLogger
 from rlm_engine.resources import RunResources
 from rlm_engine.session import RLMResult, RLMSession, run
+from rlm_engine.usage import Usage
 from rlm_integrations.dspy.conversation import CALLING, HeldConversation, RLMConversation
 from rlm_integrations.dspy.demos import DEFAULT_MAX_DEMO_CHARS, DemoBoundedPredict
 from rlm_integrations.dspy.direct_client import DirectPredictClient
@@ -287,20 +288,23 @@ class RLMModule(dspy.Module):
             # mode="direct"|"auto": one call of the task's own predictor may answer instead.
             result = await direct.complete(
                 config, shared, values, query, rlm=loop,
-                direct_client=self._direct_client(inputs, snapshot),
+                direct_client=self._direct_client(inputs, snapshot, shared.usage),
             )  # fmt: skip
         finally:
             await shared.aclose()
         return self._prediction(result)
 
-    def _direct_client(self, inputs: dict[str, Any], snapshot: Any) -> DirectPredictClient | None:
+    def _direct_client(
+        self, inputs: dict[str, Any], snapshot: Any, ledger: Usage
+    ) -> DirectPredictClient | None:
         """The direct call's client (``mode`` not rlm): the task signature, predicted with the
         root's LM on the call's inputs as given (a ``dspy.History`` stays one)."""
         if self.config.run.mode == "rlm":
             return None
         return DirectPredictClient(
-            self.signature, inputs, self.root.lm, snapshot=snapshot, pricing=self.pricing
-        )
+            self.signature, inputs, self.root.lm, snapshot=snapshot, pricing=self.pricing,
+            ledger=ledger,
+        )  # fmt: skip
 
     def _prediction(self, result: RLMResult) -> dspy.Prediction:
         text = result.response if result.status == "final" else result.partial_answer

@@ -5,6 +5,8 @@ which path ran and why."""
 
 from __future__ import annotations
 
+import json
+
 import dspy
 import pytest
 
@@ -88,3 +90,18 @@ def test_forced_direct_that_does_not_fit_is_a_clear_error(dspy_model: ScriptedMo
         module = RLMModule("document, question -> answer", mode="direct")
         with dspy.context(lm=lm_for(server)), pytest.raises(Exception, match="mode='auto'"):
             module(document=haystack(NEEDLE), question=QUESTION)
+
+
+def test_the_adapters_json_fallback_is_two_calls_counted(
+    scripted_server: ScriptedServer, dspy_model: ScriptedModel
+) -> None:
+    prose = "Let me read the document first and then answer."
+    dspy_model.add_rule(is_direct_predict, [prose, json.dumps({"answer": "1259"})])
+    module = RLMModule("document, question -> answer", mode="direct")
+    with dspy.context(lm=lm_for(scripted_server)):
+        pred = module(document=NEEDLE, question=QUESTION)
+    served = scripted_server.stats.completions()
+    assert pred.answer == "1259" and pred.path == "direct" and len(served) == 2
+    assert pred.usage["total"]["calls"] == 2
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in served)
+    assert pred.usage["total"]["total_tokens"] == tokens
