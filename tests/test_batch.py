@@ -63,6 +63,7 @@ def test_local_batch_answers_every_row_and_usage_matches_server(scripted_server,
     assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(8))
     written = {r.id: r for r in read_results(out)}
     assert written["r3"].answer == "4003" and written["r3"].correct is True
+    assert written["r3"].path == "rlm" and written["r3"].sub_calls == 2  # a chunk, a combine
     # usage of every row adds up to what the server answered
     assert summary.calls == completions(scripted_server)
     inp, outp = scripted_server.stats.tokens()
@@ -217,3 +218,10 @@ def test_429s_are_retried_by_the_client_and_the_row_succeeds(scripted_server, tm
     )
     assert summary.by_status == {"final": 1} and summary.correct == 1
     assert [r.status for r in scripted_server.stats.log if r.status == 429] == [429, 429]
+
+
+def test_a_row_answered_by_one_direct_call_says_so(scripted_server):
+    summary = run_batch(rows(1), mode="direct", **engine(scripted_server))
+    (result,) = summary.results
+    assert (result.path, result.iterations, result.sub_calls) == ("direct", 0, 0)
+    assert result.usage["calls"] == completions(scripted_server) == 1

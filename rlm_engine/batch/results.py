@@ -34,6 +34,10 @@ class RowResult:
     correct: bool | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     iterations: int = 0
+    #: LM calls made from REPL code (``llm_query``, ``rlm_query``, ...), children included.
+    sub_calls: int = 0
+    #: Which path answered: "rlm" (the loop) or "direct" (one LM call; ``mode`` option).
+    path: str = "rlm"
     warnings: list[str] = field(default_factory=list)
     duration: float = 0.0
 
@@ -49,6 +53,8 @@ class RowResult:
             correct=None if row.expected is None else normalize(answer) == normalize(row.expected),
             usage=res.usage.total.to_dict(),
             iterations=len(res.iterations),
+            sub_calls=res.usage.sub.calls,
+            path=str(getattr(res, "path", "rlm")),
             warnings=list(res.warnings),
             duration=round(duration, 4),
         )
