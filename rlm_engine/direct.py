@@ -248,7 +248,15 @@ async def _call(
     root_model: str | None,
 ) -> None:
     budget = shared.budget
-    shared.emit("direct_start", depth=0, iteration=0, path_reason=result.path_reason)
+    # The run's id places the direct run's events (OpenTelemetry: a completion span).
+    shared.emit(
+        "direct_start",
+        depth=0,
+        iteration=0,
+        run_id=result.run_id,
+        model=root_model or client.model_name,
+        path_reason=result.path_reason,
+    )
     try:
         async with asyncio.timeout(budget.remaining_time()):
             resp = await client.acomplete(
@@ -309,7 +317,10 @@ def _finished(shared: RunResources, result: RLMResult, started: float) -> RLMRes
         status=result.status,
         response=result.answer,
         warnings=result.warnings,
+        error=result.error,
+        run_id=result.run_id,
         path=result.path,
+        path_reason=result.path_reason,
     )
     return result
 

@@ -205,3 +205,20 @@ def test_prompt_size_is_measured_on_the_high_side_without_building_it(
 ) -> None:
     built = sum(len(m["content"]) for m in direct_messages(context, query))
     assert built <= prompt_chars(context, query) <= built + 200
+
+
+def test_a_direct_run_is_one_completion_span(server: ScriptedServer, model: ScriptedModel) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    teach_direct(model)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    rlm = rlm_for(server, "openai", mode="auto", tracer_provider=provider)
+    res = rlm.completion(haystack("5150"), QUESTION)
+    assert res.path == "direct"
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["invoke_agent rlm"]
+    assert spans[0].attributes["rlm.status"] == "final" and spans[0].status.is_ok
