@@ -17,6 +17,7 @@ from rlm_engine.batch.ray_executor import cluster
 from rlm_engine.scripted.server import ScriptedServer
 from tests.test_batch import (
     JITTER_FACTOR,
+    QUERY,
     completions,
     engine,
     ids_in,
@@ -24,6 +25,7 @@ from tests.test_batch import (
     rows,
     span,
 )
+from tests.test_engine import haystack
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,12 @@ def comparable(results: list) -> list[dict]:
 
 
 def test_ray_batch_equals_local_batch(ray_cluster, tmp_path):
-    batch = rows(50)
+    batch = rows(48)
+    for i in (48, 49):  # read by the worker that runs the row
+        doc = tmp_path / f"doc{i}.txt"
+        doc.write_text(haystack(6_000, secret=str(4000 + i), seed=i))
+        batch.append({"id": f"r{i}", "context_path": str(doc), "query": QUERY,
+                      "expected": str(4000 + i)})  # fmt: skip
     with ScriptedServer() as on_ray, ScriptedServer() as on_local:
         ray_out = tmp_path / "ray.jsonl"
         ray_summary = run_batch(batch, executor="ray", out=ray_out, concurrency=4, **engine(on_ray))
