@@ -120,15 +120,18 @@ def estimate_prompt_tokens(messages: list[Message]) -> int:
 
 # -- the decision ---------------------------------------------------------------------------
 def root_window(config: RLMConfig, client: LMClient, model: str | None) -> tuple[int, bool]:
-    """The root model's input window in tokens, and whether it is known (configured or a
-    published size) rather than the client's rough guess. The same order as compaction's:
-    ``root_context_window``, the known window of the model, the client's own."""
+    """The root model's input window in tokens, and whether it is known (configured, a
+    published size, or what the client learned from its server or was given as
+    ``context_window``) rather than a rough guess from the client's ``context_chars``."""
     configured = config.history.root_context_window
     if configured:
         return configured, True
     known = known_window(model or client.model_name)
     if known:
         return known, True
+    served = getattr(client, "context_window", None)  # vLLM/llama.cpp servers state it
+    if isinstance(served, int) and not isinstance(served, bool) and served > 0:
+        return served, True
     return int(client.context_chars / CHARS_PER_TOKEN), False
 
 

@@ -222,3 +222,14 @@ def test_a_direct_run_is_one_completion_span(server: ScriptedServer, model: Scri
     spans = exporter.get_finished_spans()
     assert [s.name for s in spans] == ["invoke_agent rlm"]
     assert spans[0].attributes["rlm.status"] == "final" and spans[0].status.is_ok
+
+
+def test_auto_uses_the_window_the_client_knows(
+    server: ScriptedServer, model: ScriptedModel
+) -> None:
+    # The OpenAI-compatible clients know a window from the server (vLLM, llama.cpp) or
+    # from context_window; the Anthropic client takes no such option.
+    seen = teach_direct(model)
+    rlm = rlm_for(server, "openai", mode="auto", backend_kwargs={"context_window": 2_000})
+    res = rlm.completion(haystack("5150", lines=200), QUESTION)  # ~2,700 tokens
+    assert res.path == "rlm" and "root window of 2,000" in res.path_reason and seen == []
