@@ -225,3 +225,16 @@ def test_a_row_answered_by_one_direct_call_says_so(scripted_server):
     (result,) = summary.results
     assert (result.path, result.iterations, result.sub_calls) == ("direct", 0, 0)
     assert result.usage["calls"] == completions(scripted_server) == 1
+
+
+def test_token_limit_holds_at_the_server(scripted_server):
+    summary = run_batch(
+        rows(2), concurrency=2, tokens_per_minute=120_000, **engine(scripted_server)
+    )
+    assert summary.by_status == {"final": 2}
+    log = sorted(scripted_server.stats.completions(), key=lambda r: r.started_at)
+    # what the server counted before the last request started, over the time it took:
+    # at most 2,000 tokens/s (unlimited, these ~7,900 tokens take well under a second)
+    before_last = sum(r.prompt_tokens + r.completion_tokens for r in log[:-1])
+    assert before_last / span(scripted_server) <= 2_000 * JITTER_FACTOR
+    assert span(scripted_server) >= before_last / 2_000 - 0.5
