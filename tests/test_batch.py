@@ -238,3 +238,13 @@ def test_token_limit_holds_at_the_server(scripted_server):
     before_last = sum(r.prompt_tokens + r.completion_tokens for r in log[:-1])
     assert before_last / span(scripted_server) <= 2_000 * JITTER_FACTOR
     assert span(scripted_server) >= before_last / 2_000 - 0.5
+
+
+def test_rate_limited_client_looks_like_its_inner_client():
+    from rlm_engine.clients.openai import OpenAIClient
+
+    inner = OpenAIClient(model_name="m", base_url="http://127.0.0.1:9/v1", api_key="sk-x")
+    client = RateLimitedClient(inner, LocalRateLimiter({}))
+    assert (client.model_name, client.context_chars) == ("m", inner.context_chars)
+    assert client.base_url == inner.base_url  # anything else the engine reads
+    assert client.describe()["rate_limited"] is True

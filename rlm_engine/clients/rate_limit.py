@@ -171,6 +171,12 @@ class RateLimitedClient(LMClient):
         self.limiter = limiter
         self.close_inner = close_inner
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else the engine asks a client (server facts, windows) is the inner's."""
+        if name == "inner":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     @property
     def model_name(self) -> str:  # type: ignore[override]  # "auto" resolves late
         return self.inner.model_name
