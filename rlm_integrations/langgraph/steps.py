@@ -131,6 +131,7 @@ class RLMSteps:
     ) -> dict[str, Any]:
         if _starts_new_run(state):
             session, updates = await REGISTRY.start_run(self.config, state)
+            session.state.path_reason = state.get("path_reason")  # the route node's (mode)
             plain = {k: state[k] for k in SCALAR_KEYS if k in state}  # never loads a context
             view = {**plain, **{k: v for k, v in updates.items() if not isinstance(v, Overwrite)}}
             view["history"], view["usage_records"] = [], []

@@ -4,12 +4,15 @@ OpenAI and the Anthropic wire)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from rlm_engine import RLMLogger
 from rlm_engine.scripted import ScriptedModel, ScriptedServer
 from rlm_integrations.langgraph import build_rlm_graph
 from tests.support.mode_support import (
@@ -70,14 +73,17 @@ def test_auto_small_context_ends_after_one_direct_call(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_auto_big_context_runs_the_loop(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    server: ScriptedServer, model: ScriptedModel, backend: str, tmp_path: Path
 ) -> None:
     seen = teach_direct(model)
-    app = app_for(server, backend, mode="auto", direct_threshold_tokens=200)
+    logger = RLMLogger(tmp_path)
+    app = app_for(server, backend, mode="auto", direct_threshold_tokens=200, logger=logger)
     cfg = {"configurable": {"thread_id": "t2"}}
     out = app.invoke({"context": haystack("1618"), "query": QUESTION}, cfg)
     assert out["final_answer"] == "1618" and seen == []
     assert out["path"] == "rlm" and "exceed 200" in out["path_reason"]
+    result = json.loads(logger.last_path.read_text().splitlines()[-1])
+    assert result["type"] == "result" and result["path_reason"] == out["path_reason"]
     assert len(out["history"]) >= 1
     # The next input on the thread is routed again: a small one goes direct, and the
     # output is that run's (no history of the earlier run).
