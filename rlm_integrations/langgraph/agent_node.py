@@ -126,6 +126,9 @@ class RLMNode(RunnableLambda):
                         "rlm_iterations": out.get("iteration"),
                         "rlm_run_id": out.get("run_id"),
                         "rlm_usage": usage,
+                        # mode direct/auto: "direct" (one LM call) or "rlm", and why
+                        "rlm_path": out.get("path"),
+                        "rlm_path_reason": out.get("path_reason"),
                     },
                 )
             ]

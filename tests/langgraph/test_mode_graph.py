@@ -111,3 +111,30 @@ def test_context_length_error_routes_to_the_loop(model: ScriptedModel, backend: 
         assert out["final_answer"] == "6061" and out["path"] == "rlm"
         assert "refused the direct prompt" in out["path_reason"]
         assert len(refused(server)) == 1 and seen == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rlm_node_says_which_path_answered(
+    server: ScriptedServer, model: ScriptedModel, backend: str
+) -> None:
+    from langchain_core.messages import HumanMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from rlm_integrations.langgraph import RLMNode
+
+    class State(MessagesState):
+        document: str
+
+    seen = teach_direct(model)
+    node = RLMNode(
+        context_key="document", **wire_options(server, backend), environment="local", mode="auto"
+    )
+    g = StateGraph(State)
+    g.add_node("rlm", node)
+    g.add_edge(START, "rlm")
+    out = g.compile().invoke({"messages": [HumanMessage(QUESTION)], "document": haystack("1618")})
+    msg = out["messages"][-1]
+    assert msg.content == "1618" and len(seen) == 1 and len(completions(server)) == 1
+    meta = msg.response_metadata
+    assert meta["rlm_path"] == "direct" and "fit under" in meta["rlm_path_reason"]
+    assert msg.usage_metadata["total_tokens"] == server_tokens(server)  # no run carried it
