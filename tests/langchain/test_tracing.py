@@ -225,3 +225,24 @@ def test_a_continued_conversation_turn_is_traced_too(
     assert iterations
     roots = [r for r in _walk(top) if r.name == "root:scripted-root"]
     assert len(roots) == len(iterations) and all(_usage(r)["total_tokens"] > 0 for r in roots)
+
+
+def test_no_handler_builds_no_runs(traced_server: ScriptedServer, monkeypatch: Any) -> None:
+    """Without a callback handler the tree only adds up tokens: no run is worked out (the
+    time this saves is measured in benchmarks/bench_tracing.py)."""
+    from rlm_integrations.langchain.tracing import RunTree
+
+    applied: list[str] = []
+    original = RunTree._apply
+
+    def counting(self: RunTree, e: dict[str, Any], ops: list[Any]) -> None:
+        applied.append(str(e.get("event")))
+        original(self, e, ops)
+
+    monkeypatch.setattr(RunTree, "_apply", counting)
+    msg = _llm(traced_server).invoke("go", context="root context")
+    assert msg.content == "['3', '4']" and applied == []
+    assert msg.usage_metadata["total_tokens"] == 0  # the same usage rule, traced or not
+    with collect_runs():
+        _llm(traced_server).invoke("go", context="root context")
+    assert "iteration_start" in applied
