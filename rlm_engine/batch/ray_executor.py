@@ -155,9 +155,10 @@ def cluster(address: str | None, *, workers: int = 16) -> Iterator[float]:
     """Join or start a Ray cluster for the batch; yields the seconds that took. A cluster
     this function started (or joined) is left at the end; one the caller joined is kept.
 
-    A local cluster keeps ``workers`` worker processes alive between tasks (Ray keeps one
-    per CPU by default and stops the others when idle, so LM-bound rows at more than one
-    per CPU would start a new Python worker for most rows).
+    A local cluster keeps ``workers`` worker processes alive between tasks and may start
+    them all at once (Ray keeps and starts one per CPU by default and stops the others
+    when idle, so LM-bound rows at more than one per CPU would start a new Python worker
+    for most rows).
     """
     if ray.is_initialized():
         yield 0.0
@@ -169,7 +170,10 @@ def cluster(address: str | None, *, workers: int = 16) -> Iterator[float]:
             ray.init(
                 num_cpus=min(os.cpu_count() or 1, LOCAL_CLUSTER_CPUS),
                 include_dashboard=False,
-                _system_config={"num_workers_soft_limit": workers},
+                _system_config={
+                    "num_workers_soft_limit": workers,
+                    "worker_maximum_startup_concurrency": workers,
+                },
                 **quiet,
             )
     else:
