@@ -53,6 +53,8 @@ class RLM:
 
         Raises ``EmptyInputError`` (a ``ValueError``) at once, before any client is made,
         when the context is empty and there is no query (see ``rlm_engine.inputs``).
+        A session is the RLM loop whatever ``mode`` says: routing to one direct call is
+        :meth:`acompletion`'s (``rlm_engine.direct.complete``).
         """
         check_material(context, query)
         shared = RunResources(self.config, on_event=on_event)
