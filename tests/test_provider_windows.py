@@ -202,3 +202,27 @@ def test_rlm_run_with_a_local_server_backend(tmp_path: Path, backend: str) -> No
         assert r.stdout.strip() == "7341"
         assert {rec.model for rec in server.stats.completions()} == {gguf}
         assert not [rec.fault for rec in server.stats.log if rec.fault]
+
+
+def test_anthropic_takes_a_user_window_and_never_sends_it(scripted_server: ScriptedServer) -> None:
+    """``backend_kwargs={"context_window": N}`` is the documented way to state a window;
+    the Anthropic client forwarded unknown keywords to the Messages API, which refuses
+    parameters it does not know (a 400 on every request of a real account)."""
+    from rlm_engine.clients.anthropic import AnthropicClient
+
+    client = AnthropicClient(
+        "scripted-root", scripted_server.url, "sk-ant", max_tokens=1000, context_window=16_000
+    )
+    sent = client._kwargs([{"role": "user", "content": "hi"}], None, None)
+    assert "context_window" not in sent
+    assert client.context_window == 16_000
+    assert client.context_chars == window_chars(16_000, 1000)
+    assert client.complete([{"role": "user", "content": "What is 2+2?"}]).text
+    rlm = RLM(
+        backend="anthropic",
+        backend_kwargs={"base_url": scripted_server.url, "context_window": 16_000},
+        api_key="sk-ant",
+        model="scripted-root",
+        environment="local",
+    )
+    assert rlm.completion(DOC, query=QUERY).status == "final"

@@ -41,6 +41,7 @@ from rlm_engine.clients.streaming import (
 )
 from rlm_engine.config import DEFAULT_REQUEST_TIMEOUT
 from rlm_engine.types import LMResponse, Message
+from rlm_engine.windows import window_chars
 
 if TYPE_CHECKING:
     import httpx2  # the SDK's HTTP library
@@ -144,8 +145,14 @@ class AnthropicClient(LMClient):
         http_client: httpx2.AsyncClient | None = None,
         prompt_caching: bool = True,
         system_as_user: bool | None = None,
+        context_window: int | None = None,
         **completion_kwargs: Any,
     ) -> None:
+        if context_window is not None and context_window < 1:
+            raise ValueError(f"context_window must be >= 1 token, got {context_window!r}")
+        #: The model's window in tokens when the user gave it (``backend_kwargs``); taken
+        #: here, never sent: the Messages API refuses parameters it does not know.
+        self.context_window = context_window
         #: True: the system prompt goes in the first user turn (the config's option; the
         #: Messages API always has a system parameter, so None and False keep it there).
         self.system_as_user = bool(system_as_user)
@@ -177,6 +184,8 @@ class AnthropicClient(LMClient):
         self.completion_kwargs = completion_kwargs
         if context_chars:
             self.context_chars = context_chars
+        elif context_window:  # what the root is told a sub-model reads at once
+            self.context_chars = window_chars(context_window, max_tokens)
 
     @property
     def _sync(self) -> anthropic.Anthropic:
