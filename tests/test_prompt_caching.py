@@ -55,6 +55,10 @@ def test_anthropic_runs_read_a_growing_cached_prefix_and_cost_less(
     assert total.cost is not None and uncached is not None
     assert total.cost < 0.6 * uncached
     assert res.to_dict()["usage"]["total"]["cached_input_tokens"] == sum(cached)
+    # Every call's prompt, read + written + uncached, is what the server counted: a
+    # written prefix is never reported larger than the prompt that wrote it.
+    assert [r.input_tokens for r in root] == [r.prompt_tokens for r in served]
+    assert all(r.cached_tokens + r.cache_write_tokens <= r.prompt_tokens for r in served)
 
 
 def test_without_prompt_caching_nothing_is_marked_or_read(

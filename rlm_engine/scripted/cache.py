@@ -70,6 +70,15 @@ class PrefixCache:
         return read_tokens, max(0, written // CHARS_PER_TOKEN)
 
 
+def within(cache: tuple[int, int], prompt_tokens: int) -> tuple[int, int]:
+    """``(read, written)`` cut to the prompt they belong to: the prefixes are measured on
+    their serialized form (roles and quoting included), which runs a little longer than
+    the prompt's own token count, and a provider never reports more cached tokens than
+    the prompt has."""
+    read = min(cache[0], prompt_tokens)
+    return read, min(cache[1], prompt_tokens - read)
+
+
 def _serialize(messages: list[Any]) -> str:
     return "".join(json.dumps([m.get("role"), content_text(m.get("content"))]) for m in messages)
 

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rlm_engine.scripted import gemini_wire, wire
-from rlm_engine.scripted.cache import PrefixCache
+from rlm_engine.scripted.cache import PrefixCache, within
 from rlm_engine.scripted.faults import Fault, FaultBook
 from rlm_engine.scripted.model import Reply, Request, ScriptedModel
 from rlm_engine.scripted.stats import RequestRecord, ServerStats
@@ -514,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
             with app.stats.serving(req.model):
                 reply = app.model.respond(req)
                 usage = app.model.usage_for(req, reply)
-                req.cache = app.prompt_cache.lookup(req)
+                req.cache = within(app.prompt_cache.lookup(req), usage[0])
                 stopping = app._wait(app.latency_for(req.model) + reply.latency)
         except Exception as e:  # a rule or skill raised: report it like an API failure
             traceback.print_exc(file=sys.stderr)
