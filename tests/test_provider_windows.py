@@ -78,6 +78,19 @@ def test_plain_openai_backend_learns_the_window_from_the_refusal(vllm_8k: Script
     assert vllm_8k.probes == []
 
 
+def test_plain_openai_backend_without_a_model_reads_the_window_too(
+    vllm_8k: ScriptedServer,
+) -> None:
+    """The README's local-server path (``RLM_API_URL``, no model: the first listed one)
+    lists the server's models anyway; it reads the window there from the start, so no
+    request is refused and the root is told the real figure, not 400,000 characters."""
+    res = run(vllm_8k, backend="openai")
+    assert res.status == "final" and "7341" in res.response
+    assert [r.fault for r in vllm_8k.stats.log if r.fault] == []
+    assert "/v1/models" in vllm_8k.probes
+    assert told_window(vllm_8k) < 20_000
+
+
 def test_root_is_told_the_sub_models_real_window(vllm_8k: ScriptedServer) -> None:
     client = VLLMClient(
         "scripted-root", vllm_8k.base_url, "sk", max_tokens=DEFAULT_MAX_REPLY_TOKENS

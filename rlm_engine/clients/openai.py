@@ -231,8 +231,10 @@ class OpenAIClient(LMClient):
         self._resolve_lock = asyncio.Lock()
 
     #: Ask the server for the model's window and chat template (two GETs, once): on for
-    #: the local-server backends (``vllm``, ``llamacpp``), which answer them; the plain
-    #: client learns a window from a refusal that states it, or from ``context_window``.
+    #: the local-server backends (``vllm``, ``llamacpp``), which answer them, and for the
+    #: plain client when no model is named (it lists the server's models anyway); else
+    #: the plain client learns a window from a refusal that states it, or from
+    #: ``context_window``.
     discovers_window = False
     #: Whether that includes llama.cpp's ``/props`` (off for services that have none).
     asks_props = True
@@ -242,7 +244,10 @@ class OpenAIClient(LMClient):
         """Whether to ask the server for its window and template: never OpenAI itself (its
         models are in the built-in table), nor when the user gave both."""
         told = self._user_window is not None and self.system_as_user is not None
-        return self.discovers_window and not told and not is_openai_api(self.url)
+        # Without a model name the server's list is read anyway (the first model is
+        # used): that is a local or self-hosted server, whose window is worth the GETs.
+        listed = self._requested_model in (None, "", "auto") and self.base_url is not None
+        return (self.discovers_window or listed) and not told and not is_openai_api(self.url)
 
     def server_facts(self) -> ServerInfo:
         """What the server reports about the model (asked once; blocking, bounded)."""
