@@ -20,7 +20,11 @@ from rlm_engine.environments.isolation import processes_of_uid
 from rlm_engine.environments.probe import probe
 from rlm_engine.environments.worker_env import WorkerEnvironment
 
-OPT_OUT = {"sandbox": "RLM_TESTS_ALLOW_NO_BWRAP", "docker": "RLM_TESTS_ALLOW_NO_DOCKER"}
+OPT_OUT = {
+    "sandbox": "RLM_TESTS_ALLOW_NO_BWRAP",
+    "docker": "RLM_TESTS_ALLOW_NO_DOCKER",
+    "command": "RLM_TESTS_ALLOW_NO_DOCKER",  # tested over `docker run` (tests/command_docker.py)
+}
 Factory = Callable[..., Awaitable[Environment]]
 _probed: dict[str, str | None] = {}
 

@@ -4,9 +4,13 @@
 "--"]``, ``["docker", "exec", "-i", "box"]``): a prefix that runs a program on the box with
 this process's stdin/stdout. The host appends ``env -i <minimal env> sh -c <make the work dir>
 python3 -I -c <bootstrap>`` to it, so the box needs ``python3``, ``env`` and ``sh`` and
-nothing installed. The context goes once per worker life as a file (the same prefix runs
-``cat > <file>``). Through ``ssh`` the appended words are read by the remote shell, so they
-are shell-quoted (``command_shell``; None: when the command is ``ssh``).
+nothing installed. The context goes once per worker life as a file, through the worker's
+own run of the command: a few lines of Python (``RECEIVER``) read exactly its bytes from
+stdin into the file, answer ``ACK`` and exec the worker. One run per worker life is what
+makes a prefix that starts a fresh box each time work too (``["docker", "run", "-i",
+"--rm", ...]``, ``kubectl run -i --rm``): a separate upload would land in another box.
+Through ``ssh`` the appended words are read by the remote shell, so they are shell-quoted
+(``command_shell``; None: when the command is ``ssh``).
 
 Stopping the worker closes the command (its process group is killed here); the worker ends
 when its stdin closes, whatever its cell is doing, and its files on the box are removed
@@ -33,19 +37,66 @@ from rlm_engine.environments.remote.transport import OutputSink, RemoteSandbox, 
 _CLEANUP_TIMEOUT = 30.0
 _EXIT_CLEANUP_TIMEOUT = 10.0
 
+#: What ``RECEIVER`` writes to stdout once the context file is complete, before the worker
+#: takes over stdout; until then the host knows the box was not reached.
+ACK = b"rlm-context-ok\n"
+
+#: Runs on the box before the worker: ``argv[1]`` the context file ("" for none),
+#: ``argv[2]`` its size; reads exactly that many bytes from fd 0 (a read never takes more
+#: than asked, so the worker's first frame stays in the pipe), answers ``ACK``, and execs
+#: the worker (``argv[3:]``). Standard library only.
+RECEIVER = """\
+import os, sys
+path, left = sys.argv[1], int(sys.argv[2])
+if path:
+    try:
+        os.unlink(path)  # a read-only one from an earlier life on the same box
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+    try:
+        while left:
+            chunk = os.read(0, min(left, 1 << 20))
+            if not chunk:
+                raise SystemExit("rlm: the host closed stdin while sending the context")
+            left -= len(chunk)
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+os.write(1, b"rlm-context-ok\\n")
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
 
 class CommandBox(RemoteSandbox):
     """The box behind a command prefix; each worker life is one run of the command."""
 
-    def __init__(self, command: list[str], shell: bool, cleanup: list[str]) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        shell: bool,
+        cleanup: list[str],
+        python: str = "python3",
+        reach_timeout: float = 600.0,
+    ) -> None:
         self.command = command
         self.shell = shell
         self.sandbox_id = shlex.join(command)
         self._cleanup = cleanup
+        self._python = python
+        #: Seconds to reach the box and hand it the context (``create_timeout``).
+        self._reach_timeout = reach_timeout
+        #: The context file to send with the next worker life, and its path on the box.
+        self._context: tuple[Path, str] | None = None
         #: Whether anything reached the box (no clean-up to do for a box never reached).
         self._touched = False
         self._proc: asyncio.subprocess.Process | None = None
         self._pumps: list[asyncio.Task[None]] = []
+        self._stderr_tail = b""
         self._terminated = False
 
     def argv(self, words: list[str]) -> list[str]:
@@ -66,19 +117,23 @@ class CommandBox(RemoteSandbox):
             _kill(proc)
             raise
         if proc.returncode:
-            detail = err.decode("utf-8", "replace").strip()[-500:]
-            raise RuntimeError(
-                f"`{shlex.join(self.argv(words))[:200]}` exited with status {proc.returncode}"
-                + (f": {detail}" if detail else "")
-            )
+            raise RuntimeError(self._failed(words, proc.returncode, err))
+
+    def _failed(self, words: list[str], status: int | None, stderr: bytes) -> str:
+        detail = stderr.decode("utf-8", "replace").strip()[-500:]
+        return f"`{shlex.join(self.argv(words))[:200]}` exited with status {status}" + (
+            f": {detail}" if detail else ""
+        )
 
     async def upload(self, local: Path, remote: str) -> None:
-        with open(local, "rb") as f:
-            await self._run(["sh", "-c", 'cat > "$0"', remote], stdin=f)
-        self._touched = True
+        # Sent by ``start`` through the worker's own run of the command (module doc).
+        self._context = (local, remote)
 
     async def start(self, argv: list[str], env: dict[str, str], sink: OutputSink) -> StdinWriter:
-        words = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+        local, remote = self._context or (None, "")
+        size = local.stat().st_size if local is not None else 0
+        receiver = [self._python, "-I", "-c", RECEIVER, remote, str(size)]
+        words = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *receiver, *argv]
         # The client (ssh, kubectl, docker) needs the host's environment to reach the box;
         # the worker on the box gets only ``env``.
         proc = await asyncio.create_subprocess_exec(
@@ -90,32 +145,64 @@ class CommandBox(RemoteSandbox):
             limit=1 << 20,
         )
         self._proc = proc
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+
+        async def pump_stderr() -> None:
+            with contextlib.suppress(Exception):
+                while chunk := await stderr.read(65536):
+                    self._stderr_tail = (self._stderr_tail + chunk)[-2000:]
+                    sink.stderr(chunk)
+
+        self._pumps = [asyncio.ensure_future(pump_stderr())]
+        try:
+            reached = await asyncio.wait_for(
+                self._hand_over(stdin, stdout, local), self._reach_timeout
+            )
+        except TimeoutError:
+            raise RuntimeError(
+                f"`{shlex.join(self.command)[:200]}` did not reach the box and take the "
+                f"context within create_timeout={self._reach_timeout:g} s."
+            ) from None
+        if not reached:
+            code = None
+            with contextlib.suppress(Exception):
+                code = await asyncio.wait_for(proc.wait(), 5)
+                await asyncio.wait_for(asyncio.shield(self._pumps[0]), 1)
+            raise RuntimeError(self._failed(words, code, self._stderr_tail))
         self._touched = True
 
         async def pump_stdout() -> None:
-            assert proc.stdout is not None
             with contextlib.suppress(Exception):
-                while chunk := await proc.stdout.read(1 << 20):
+                while chunk := await stdout.read(1 << 20):
                     sink.stdout(chunk)
             code = None
             with contextlib.suppress(Exception):
                 code = await asyncio.wait_for(proc.wait(), 5)
             sink.end(code)
 
-        async def pump_stderr() -> None:
-            assert proc.stderr is not None
-            with contextlib.suppress(Exception):
-                while chunk := await proc.stderr.read(65536):
-                    sink.stderr(chunk)
-
-        self._pumps = [asyncio.ensure_future(pump_stdout()), asyncio.ensure_future(pump_stderr())]
+        self._pumps.append(asyncio.ensure_future(pump_stdout()))
 
         async def write(data: bytes) -> None:
-            assert proc.stdin is not None
-            proc.stdin.write(data)
-            await proc.stdin.drain()
+            stdin.write(data)
+            await stdin.drain()
 
         return write
+
+    @staticmethod
+    async def _hand_over(
+        stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader, local: Path | None
+    ) -> bool:
+        """Send the context file to ``RECEIVER``; whether it answered ``ACK``."""
+        try:
+            if local is not None:
+                with open(local, "rb") as f:
+                    while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                        stdin.write(chunk)
+                        await stdin.drain()
+            return await stdout.readexactly(len(ACK)) == ACK
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            return False
 
     async def terminate(self) -> None:
         if self._terminated:
@@ -179,4 +266,6 @@ class CommandEnvironment(RemoteEnvironment):
                 '\'command=["ssh", "host"]\').'
             )
         cleanup = [self.remote_root, self.context_path]
-        return CommandBox(self.command, self.command_shell, cleanup)
+        return CommandBox(
+            self.command, self.command_shell, cleanup, self.python, self.create_timeout
+        )
