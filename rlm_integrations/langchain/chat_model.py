@@ -80,7 +80,7 @@ from rlm_integrations.langchain.tools import (
     repl_tools,
     tool_spec,
 )
-from rlm_integrations.langchain.tracing import RunTree
+from rlm_integrations.langchain.tracing import RunTree, following_manager
 from rlm_integrations.langchain.usage import reports_itself, root_model_name
 
 # The run id and config of the current public call, for ``_stream``/``_astream``, which
@@ -445,7 +445,8 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
             changes["tools_doc"] = "\n".join(
                 d for d in (config.repl.tools_doc, request.tools_doc) if d
             )
-        callbacks = target.child_manager() if target is not None else None
+        # LangChain models' runs nest in the run tree's current step (.tracing).
+        callbacks = following_manager(target) if target is not None else None
         m = config.models
         if callbacks is not None and not isinstance(m.backend, str | LMClient):
             changes["backend_kwargs"] = {**(m.backend_kwargs or {}), "callbacks": callbacks}
@@ -535,7 +536,7 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
                 await shared.aclose()
             finally:
                 await progress.aclose()  # deliver every queued progress event
-                await tree.aclose()  # and every run of the tree, before this run ends
+                tree.close()  # end what a stopped run left open, before this run ends
         msg = self._message(result, request, root_client, stop, tree)
         if keys and sessions:  # a later call may continue this one (its REPL is rebuilt)
             transcript = keys[0] + (("ai", message_text(msg)),)
@@ -603,7 +604,7 @@ class RLMChatModel(BaseChatModel, RLMEngineOptions):
                 raise
             await conv.end_turn(session, result)
         finally:
-            await tree.aclose()
+            tree.close()
             await root_client.aclose()
             if sub_client is not root_client:
                 await sub_client.aclose()

@@ -19,24 +19,27 @@ before answering), which the RLM's message reports instead. A LangChain ``llm``/
 reports its calls itself, so the tree does not repeat them. Texts follow the trajectory
 log's rules (:mod:`rlm_engine.trace_content`): redacted, head and tail only.
 
-With no callback handler attached the tree only adds up token counts: no run objects, no
-queue, no task (``benchmarks/bench_tracing.py``). The tree is worked out synchronously as
-events arrive (under a lock: sub-call events may come from REPL threads); the callbacks are
-delivered either at once (``deliver="sync"``: LangGraph nodes, whose runs must be complete
-when the node returns) or in order by one task on the run's loop (``deliver="async"``: async
-handlers such as ``astream_events`` are awaited properly); :meth:`RunTree.aclose` delivers
-the rest and ends whatever a stopped run left open.
+With no callback handler attached the tree only adds up token counts: no run objects
+(``benchmarks/bench_tracing.py``). With one, the tree is worked out and its callbacks are
+delivered as the events arrive, in order, under one lock (sub-call events may come from
+REPL threads): a run is complete when the call (or LangGraph node) returns, and a step's
+run exists before anything nested in it starts. That is what lets a LangChain
+``llm``/``sub_llm`` nest its own runs in the right place: :func:`following_manager` is the
+callback manager handed to those models, whose parent is the step the run is in
+(:data:`CURRENT_PARENT`, set in the emitting task as events arrive). Async handlers
+(``astream_events``) are run by LangChain's callback manager as for any sync caller.
+:meth:`RunTree.close` ends whatever a stopped run left open.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackManager, CallbackManager
@@ -51,6 +54,39 @@ from rlm_integrations.langchain.client import NOSTREAM_TAG
 from rlm_integrations.langchain.progress import RunTarget
 
 _SERIALIZED = {"lc": 1, "type": "not_implemented", "id": ["rlm_engine", "RLM"]}
+
+
+#: The run a LangChain model the engine calls now should nest under: the iteration for a
+#: root turn, the code cell for a sub-call. Set by :class:`RunTree` in the task that emits
+#: the step's event, which is the task that then makes the call.
+CURRENT_PARENT: ContextVar[UUID | None] = ContextVar("rlm_trace_parent", default=None)
+
+
+class _FollowingCallbackManager(AsyncCallbackManager):
+    """A callback manager whose parent run is the run tree's current step, when there is
+    one (:data:`CURRENT_PARENT`), else the run it was made for."""
+
+    @property
+    def parent_run_id(self) -> UUID | None:
+        return CURRENT_PARENT.get() or self._fixed_parent
+
+    @parent_run_id.setter
+    def parent_run_id(self, value: UUID | None) -> None:
+        self._fixed_parent = value
+
+
+def following_manager(target: RunTarget) -> AsyncCallbackManager:
+    """Callbacks for the LangChain models an RLM call uses: their runs nest under the
+    iteration or code cell they belong to (else under the call's own run)."""
+    return _FollowingCallbackManager(
+        handlers=list(target.inheritable_handlers),
+        inheritable_handlers=list(target.inheritable_handlers),
+        parent_run_id=target.run_id,
+        tags=list(target.inheritable_tags),
+        inheritable_tags=list(target.inheritable_tags),
+        metadata=dict(target.inheritable_metadata),
+        inheritable_metadata=dict(target.inheritable_metadata),
+    )
 
 
 class TracedStepError(RuntimeError):
@@ -110,7 +146,6 @@ class RunTree:
         sub_reports_itself: bool = False,
         iterations: bool = True,
         secrets: list[str] | None = None,
-        deliver: Literal["sync", "async"] = "async",
     ) -> None:
         self.target = target
         self.root_reports_itself = root_reports_itself
@@ -118,25 +153,18 @@ class RunTree:
         self.iterations = iterations
         self._tally = [0, 0, 0, 0]  # input, output, cache read, cache write of shown calls
         self._child_calls: set[str] = set()
-        self._lock = threading.Lock()  # events may come from REPL threads
+        self._lock = threading.RLock()  # events may come from REPL threads
         # The call's own handlers too: ``collect_runs`` and other configure hooks attach
         # theirs to every run without making them inheritable.
         handlers = [] if target is None else [*target.handlers, *target.inheritable_handlers]
         self._handlers = list({id(h): h for h in handlers}.values())
         self.active = bool(self._handlers)
-        self._sync = deliver == "sync"
-        self._pump: asyncio.Task[None] | None = None
         self._delivered: dict[UUID, Any] = {}  # run managers of started runs
         if self.active:
             self._text = TraceText(secrets)
             self._open: dict[UUID, _Run] = {}
             self._current: dict[tuple[str, str], UUID] = {}
             self._calls: dict[str, UUID] = {}
-            if not self._sync:
-                self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
-                self._loop = asyncio.get_running_loop()
-                self._thread = threading.get_ident()
-                self._pump = self._loop.create_task(self._deliver())
 
     # -- the handler: count always, trace only when someone listens ----------------------
     def __call__(self, event: dict[str, Any]) -> None:
@@ -152,21 +180,18 @@ class RunTree:
             ):
                 for i, n in enumerate(_tokens(event)):
                     self._tally[i] += n
-            if self.active:
-                with contextlib.suppress(Exception):  # a bad event must not break the run
-                    self._apply(event, ops)
-        if not ops:
-            return
-        if self._sync:
+            if not self.active:
+                return
+            with contextlib.suppress(Exception):  # a bad event must not break the run
+                self._apply(event, ops)
             for op in ops:
                 with contextlib.suppress(Exception):  # nor a broken handler
-                    self._run_sync(op)
-        elif threading.get_ident() == self._thread:
-            for op in ops:
-                self._queue.put_nowait(op)
-        else:
-            for op in ops:
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, op)
+                    self._run(op)
+            parent = None
+            with contextlib.suppress(Exception):
+                parent = self._follow(event)
+        if parent is not None:
+            CURRENT_PARENT.set(parent)  # in the emitting task: the next LM call nests there
 
     def unreported(self, usage: Usage) -> UsageMetadata:
         """What no run of the tree (nor a LangChain model's own run) carried."""
@@ -180,7 +205,7 @@ class RunTree:
             max(t.cache_write_tokens - write, 0),
         )
 
-    def close_open(self, error: str = "the RLM call ended before this step finished") -> None:
+    def close(self, error: str = "the RLM call ended before this step finished") -> None:
         """End every run still open (a stopped run's), innermost first."""
         if not self.active:
             return
@@ -189,52 +214,38 @@ class RunTree:
             for run_id in [r for r, e in self._open.items() if e.parent not in self._open]:
                 self._end(run_id, ops, error=error)
             self._current.clear()
-        for op in ops:
-            if self._sync:
+            for op in ops:
                 with contextlib.suppress(Exception):
-                    self._run_sync(op)
-            elif self._pump is not None:
-                self._queue.put_nowait(op)
+                    self._run(op)
 
-    async def aclose(self) -> None:
-        """Deliver the queued callbacks, then end every run a stopped run left open."""
-        self.close_open()
-        if self._pump is None:
-            return
-        self._queue.put_nowait(None)
-        with contextlib.suppress(Exception):
-            await self._pump
-        self._pump = None
+    def _follow(self, e: dict[str, Any]) -> UUID | None:
+        """The step a LangChain model's next call belongs in, when the event starts one."""
+        kind, run = e.get("event"), str(e.get("run_id"))
+        depth = int(e.get("depth") or 0)
+        if kind == "iteration_start" and (
+            self.root_reports_itself if depth == 0 else self.sub_reports_itself
+        ):
+            return self._current.get(("iter", run)) or self._session_parent(e)
+        lm_call = e.get("function") in LM_FUNCTIONS and not e.get("child")
+        if kind == "subcall_start" and self.sub_reports_itself and lm_call:
+            return (
+                self._current.get(("cell", run))
+                or self._current.get(("iter", run))
+                or self._session_parent(e)
+            )
+        return None
 
     # -- delivery --------------------------------------------------------------------------
-    async def _deliver(self) -> None:
-        while (op := await self._queue.get()) is not None:
-            with contextlib.suppress(Exception):  # a broken handler must not break the run
-                await self._run_async(op)
-
-    def _run_sync(self, op: _Op) -> None:
+    def _run(self, op: _Op) -> None:
         entry = self._delivered.get(op.run_id)
         if op.start is not None:
             mgr = self._manager(CallbackManager, op)
             method, args, kwargs = self._start_call(mgr, op)
             result = method(*args, **kwargs)
-            self._started(op, result)
+            self._delivered[op.run_id] = result[0] if isinstance(result, list) else result
         elif entry is not None:
             method, args = self._end_call(entry, op)
             method(*args)
-
-    async def _run_async(self, op: _Op) -> None:
-        entry = self._delivered.get(op.run_id)
-        if op.start is not None:
-            mgr = self._manager(AsyncCallbackManager, op)
-            method, args, kwargs = self._start_call(mgr, op)
-            self._started(op, await method(*args, **kwargs))
-        elif entry is not None:
-            method, args = self._end_call(entry, op)
-            await method(*args)
-
-    def _started(self, op: _Op, result: Any) -> None:
-        self._delivered[op.run_id] = result[0] if isinstance(result, list) else result
 
     def _manager(self, cls: type[BaseCallbackManager], op: _Op) -> Any:
         t = self.target
@@ -466,7 +477,6 @@ def node_run_tree(config: Any) -> RunTree | None:
         sub_reports_itself=not isinstance(sub, str | LMClient),
         iterations=False,
         secrets=config_secrets(config),
-        deliver="sync",
     )
 
 
@@ -501,4 +511,12 @@ def _llm_meta(model: str, depth: int, role: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["RunTree", "TracedStepError", "node_run_tree", "reported_tokens", "usage_metadata"]
+__all__ = [
+    "CURRENT_PARENT",
+    "RunTree",
+    "TracedStepError",
+    "following_manager",
+    "node_run_tree",
+    "reported_tokens",
+    "usage_metadata",
+]

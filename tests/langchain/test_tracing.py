@@ -246,3 +246,35 @@ def test_no_handler_builds_no_runs(traced_server: ScriptedServer, monkeypatch: A
     with collect_runs():
         _llm(traced_server).invoke("go", context="root context")
     assert "iteration_start" in applied
+
+
+def test_langchain_models_nest_their_own_runs_in_the_tree() -> None:
+    """A LangChain ``llm``/``sub_llm`` reports its calls itself: root turns under their
+    iteration, sub-calls under the cell that made them, each once, with its usage."""
+    from rlm_integrations.langchain import ScriptedChatModel
+
+    scripted = ScriptedModel()
+    doc = "\n".join(
+        "The secret code is 4729." if i == 1500 else f"Line {i}: nothing of interest today."
+        for i in range(3000)
+    )
+    llm = RLMChatModel(
+        llm=ScriptedChatModel(model="scripted-root", scripted=scripted),
+        sub_llm=ScriptedChatModel(model="scripted-sub", scripted=scripted),
+        max_iterations=8,
+    )
+    with collect_runs() as cb, get_usage_metadata_callback() as usage_cb:
+        msg = llm.invoke("What is the secret code?", context=doc)
+    assert msg.content == "4729"
+    (top,) = cb.traced_runs
+    iterations = [c for c in top.child_runs if c.name.startswith("iteration ")]
+    assert iterations and [c.run_type for c in top.child_runs] == ["chain"] * len(iterations)
+    for it in iterations:
+        (root,) = [c for c in it.child_runs if c.run_type == "llm"]
+        assert root.name == "rlm:scripted-root" and _usage(root)["total_tokens"] > 0
+    cells = [c for it in iterations for c in it.child_runs if c.run_type == "tool"]
+    subs = [s for c in cells for s in c.child_runs]
+    assert subs and {s.name for s in subs} == {"rlm:scripted-sub"}
+    total = msg.response_metadata["usage"]["total"]["total_tokens"]
+    tree = sum(_usage(r).get("total_tokens", 0) for r in _walk(top)[1:])
+    assert tree == total == sum(u["total_tokens"] for u in usage_cb.usage_metadata.values())
