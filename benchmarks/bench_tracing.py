@@ -107,27 +107,61 @@ def event_cost() -> float:
 def timings(
     invoke: Callable[[], Any], repeat: int, rows: list[tuple[str, str]], secret: str
 ) -> None:
-    """The no-tracer cost: the same call with the run tree switched off and as shipped."""
+    """The no-tracer cost: the same call with the run tree switched off and as shipped,
+    alternated so that load on a shared machine hits both alike."""
     assert secret in str(invoke().content)  # warm up once (imports, first REPL)
     shipped = chat_module._run_tree
-    chat_module._run_tree = _no_tree  # type: ignore[assignment]
-    try:
-        off, _ = median_time(invoke, repeat)
-    finally:
-        chat_module._run_tree = shipped
-    on, _ = median_time(invoke, repeat)
-    rows.append(("RLMChatModel.invoke, no handler, run tree switched off", f"{off * 1000:.1f} ms"))
-    rows.append(("RLMChatModel.invoke, no handler, as shipped", f"{on * 1000:.1f} ms"))
+    off: list[float] = []
+    on: list[float] = []
+    for _ in range(repeat):
+        chat_module._run_tree = _no_tree  # type: ignore[assignment]
+        try:
+            off.append(median_time(invoke, 1)[0])
+        finally:
+            chat_module._run_tree = shipped
+        on.append(median_time(invoke, 1)[0])
+    events = count_events(invoke)
+    per_event = event_cost()
+    m_off, m_on = statistics.median(off), statistics.median(on)
     rows.append(
-        ("difference (the cost of tracing when nobody traces)", f"{(on - off) * 1000:+.1f} ms")
+        ("RLMChatModel.invoke, no handler, run tree switched off", f"{m_off * 1000:.1f} ms")
     )
-    rows.append(("inactive run tree, one progress event", f"{event_cost():.2f} µs"))
+    rows.append(("RLMChatModel.invoke, no handler, as shipped", f"{m_on * 1000:.1f} ms"))
+    rows.append(
+        (
+            "difference of the medians (run-to-run spread of either)",
+            f"{(m_on - m_off) * 1000:+.1f} ms ({(max(off) - min(off)) * 1000:.0f} ms)",
+        )
+    )
+    rows.append(
+        (
+            "what the inactive tree adds: events per call x cost per event",
+            f"{events} x {per_event:.2f} µs = {events * per_event / 1000:.3f} ms",
+        )
+    )
+
+
+def count_events(invoke: Callable[[], Any]) -> int:
+    seen = 0
+    original = RunTree.__call__
+
+    def counting(self: RunTree, event: dict[str, Any]) -> None:
+        nonlocal seen
+        seen += 1
+        original(self, event)
+
+    RunTree.__call__ = counting  # type: ignore[method-assign]
+    try:
+        invoke()
+    finally:
+        RunTree.__call__ = original  # type: ignore[method-assign]
+    return seen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=float, default=2.0)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--size-only", action="store_true", help="trace sizes, no timings")
     args = parser.parse_args()
