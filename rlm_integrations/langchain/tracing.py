@@ -56,23 +56,31 @@ from rlm_integrations.langchain.progress import RunTarget
 _SERIALIZED = {"lc": 1, "type": "not_implemented", "id": ["rlm_engine", "RLM"]}
 
 
-#: The run a LangChain model the engine calls now should nest under: the iteration for a
-#: root turn, the code cell for a sub-call. Set by :class:`RunTree` in the task that emits
-#: the step's event, which is the task that then makes the call.
-CURRENT_PARENT: ContextVar[UUID | None] = ContextVar("rlm_trace_parent", default=None)
+#: The run a LangChain model the engine calls now should nest under (the iteration for a
+#: root turn, the code cell for a sub-call), keyed by the RLM call's own run id. Set by
+#: :class:`RunTree` in the task that emits the step's event, which is the task that then
+#: makes the call; the key keeps a value left in a caller's task from reaching another call.
+CURRENT_PARENT: ContextVar[tuple[UUID, UUID] | None] = ContextVar("rlm_trace_parent", default=None)
 
 
 class _FollowingCallbackManager(AsyncCallbackManager):
     """A callback manager whose parent run is the run tree's current step, when there is
-    one (:data:`CURRENT_PARENT`), else the run it was made for."""
+    one for its RLM call (:data:`CURRENT_PARENT`), else the RLM call's run."""
+
+    call_run_id: UUID | None = None
 
     @property
     def parent_run_id(self) -> UUID | None:
-        return CURRENT_PARENT.get() or self._fixed_parent
+        current = CURRENT_PARENT.get()
+        if current is not None and current[0] == self.call_run_id:
+            return current[1]
+        return self._fixed_parent
 
     @parent_run_id.setter
     def parent_run_id(self, value: UUID | None) -> None:
         self._fixed_parent = value
+        if self.call_run_id is None:  # the first one set is the RLM call's (copies keep it)
+            self.call_run_id = value
 
 
 def following_manager(target: RunTarget) -> AsyncCallbackManager:
@@ -97,7 +105,6 @@ class TracedStepError(RuntimeError):
 class _Run:
     kind: str  # "chain" | "llm" | "tool"
     parent: UUID
-    manager: Any = None  # the run's callback manager, once its start is delivered
 
 
 @dataclass
@@ -190,8 +197,9 @@ class RunTree:
             parent = None
             with contextlib.suppress(Exception):
                 parent = self._follow(event)
-        if parent is not None:
-            CURRENT_PARENT.set(parent)  # in the emitting task: the next LM call nests there
+        if parent is not None and self.target is not None:
+            # In the emitting task: the LM call it makes next nests there.
+            CURRENT_PARENT.set((self.target.run_id, parent))
 
     def unreported(self, usage: Usage) -> UsageMetadata:
         """What no run of the tree (nor a LangChain model's own run) carried."""
