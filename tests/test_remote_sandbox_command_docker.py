@@ -12,6 +12,7 @@ a run that ends in an error.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,3 +171,63 @@ async def test_an_unreachable_box_is_a_clear_error(kwargs: dict[str, Any]) -> No
     with pytest.raises(RuntimeError, match=r"exited with status 125: .*rlm-no-such-image"):
         await env.start("ctx", {})
     await env.close()
+
+
+@pytest.fixture
+def shared_box(kwargs: dict[str, Any]) -> Iterator[str]:
+    """A container the test starts and removes itself: a box other processes share (its
+    PID 1 is ``sleep``), reached with ``docker exec -i``."""
+    run = docker_run()
+    cid = subprocess.run(
+        [*run[:2], "-d", *run[3:], "sleep", "600"],  # without -i: detached
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    try:
+        yield cid
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True, timeout=60, check=False)
+
+
+def _in_box(cid: str, code: str) -> str:
+    return subprocess.run(
+        ["docker", "exec", cid, "python3", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+
+
+PROCESSES = (
+    "import os\nfor p in sorted(os.listdir('/proc'), key=lambda p: p.zfill(9)):\n"
+    "    if p.isdigit():\n"
+    "        try:\n"
+    "            print(p, open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')[0].decode())\n"
+    "        except OSError:\n"
+    "            pass\n"
+)
+
+
+async def test_docker_exec_into_a_shared_box_stops_only_its_own_worker(
+    kwargs: dict[str, Any], shared_box: str
+) -> None:
+    env = make_environment("command", {**kwargs, "command": ["docker", "exec", "-i", shared_box]})
+    await env.start("ctx", {})
+    try:
+        r = await env.execute("import subprocess\np = subprocess.Popen(['sleep', '300'])\nprint(1)")
+        assert r.error is None, r.error
+        # Not PID 1 of the box, so the worker must not kill(-1): the job a cell started
+        # and the box's own PID 1 both still run (the box's to manage).
+        after = await asyncio.to_thread(_in_box, shared_box, PROCESSES)
+        assert "1 sleep" in after and after.count(" sleep") == 2, after
+        assert (await env.execute("print(context)")).stdout == "ctx\n"
+        worker = env.worker_info["pid"]
+    finally:
+        await env.close()
+    left = await asyncio.to_thread(_in_box, shared_box, PROCESSES)
+    assert f"{worker} " not in left and "1 sleep" in left, left  # the worker ended with its exec
+    listing = await asyncio.to_thread(_in_box, shared_box, "import os\nprint(os.listdir('/tmp'))")
+    assert "rlm-remote" not in listing, listing  # its work dir and context were removed

@@ -219,8 +219,12 @@ class Worker:
         apply_limits(message.get("limits") or {})
         confinement = confine(message.get("landlock"))
         policy = message.get("reap", "none")
-        self._reap_all = policy == "kill_all" or (
-            policy == "if_scoped" and bool(confinement and confinement.get("scoped"))
+        self._reap_all = (
+            policy == "kill_all"
+            or (policy == "if_scoped" and bool(confinement and confinement.get("scoped")))
+            # Init of its own PID namespace (``command`` over ``docker run``): every other
+            # process it may signal was started there by its cells.
+            or (policy == "if_init" and os.getpid() == 1)
         )
         return confinement
 

@@ -8,11 +8,13 @@ RLM_TESTS_ALLOW_NO_DOCKER=1.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from command_docker import remove_leftovers, wait_gone
 from env_support import environments
 from security_harness import Factory, env_kwargs, outcomes
 
@@ -22,6 +24,11 @@ async def make_env(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     """Start environments of the parametrized kind; afterwards assert nothing is left."""
     async with environments(request.param, env_kwargs(request.param)) as factory:
         yield factory
+    if request.param == "command":  # each worker life was a `docker run --rm` container
+        left = await asyncio.to_thread(wait_gone)
+        if left:
+            remove_leftovers()
+        assert left == [], f"containers outlived close(): {left}"
 
 
 @pytest.fixture(scope="session", autouse=True)

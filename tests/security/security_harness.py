@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from command_docker import docker_run
 from env_support import Factory, docker_leftovers, require_env
 
 __all__ = ["Factory", "docker_leftovers", "env_kwargs", "outcomes", "record", "require"]
@@ -20,6 +21,8 @@ def env_kwargs(name: str) -> dict[str, Any]:
         kw.update(memory_mb=512, max_processes=64, kill_grace=1, disk_mb=64)
     if name == "docker":
         kw["image"] = os.environ.get("RLM_DOCKER_IMAGE", "rlm-sandbox:test")
+    if name == "command":  # the box: docker run --network none --read-only ... (64 MB /tmp)
+        kw["command"] = docker_run()
     return kw
 
 

@@ -5,6 +5,14 @@ files, sockets, processes, server logs) and asserts the outcome in ``EXPECTED``.
 (this pytest process) must survive every attack, the environment must report clearly, and
 the fixtures check that no worker process or container outlives ``close()``.
 
+``command`` runs over ``docker run -i --rm --network none --read-only`` with a 64 MB
+tmpfs ``/tmp``, an unused uid and a pids limit (tests/command_docker.py): its rows hold
+because that box provides no network, no host files and a bounded disk, the host adds the
+worker's rlimits and clean environment, and the worker, as PID 1 of its container, stops
+what a cell left running. ``command`` itself adds nothing beyond the box: over a box
+without these (ssh to a shared host, ``docker exec`` into a running container) network,
+files, disk and leftover processes are that box's, as the README's table says.
+
 ``local`` is not a sandbox: its rows assert the honest, unsafe outcome. Attacks that would
 damage the machine running the tests (fork bomb, killing the parent, raw fd spam into the
 test runner) are not run against ``local`` at all; the README lists them as unprotected.
@@ -25,9 +33,9 @@ from security_harness import Factory, env_kwargs, record, require
 from rlm_engine import RLM
 from rlm_engine.environments import HostFunction
 
-ALL = ["local", "subprocess", "sandbox", "docker"]
-ISOLATED = ["subprocess", "sandbox", "docker"]
-SAFE = {"subprocess": "blocked", "sandbox": "blocked", "docker": "blocked"}
+ALL = ["local", "subprocess", "sandbox", "docker", "command"]
+ISOLATED = ["subprocess", "sandbox", "docker", "command"]
+SAFE = {"subprocess": "blocked", "sandbox": "blocked", "docker": "blocked", "command": "blocked"}
 
 EXPECTED: dict[str, dict[str, str]] = {
     "read API key from env": {**SAFE, "local": "leaked"},

@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from command_docker import containers, remove_leftovers
 from security_harness import docker_state, env_kwargs, require
 
 from rlm_engine.environments.isolation import processes_of_uid
@@ -46,7 +47,7 @@ def eventually(predicate, seconds: float = 20.0) -> bool:
     return predicate()
 
 
-@pytest.mark.parametrize("name", ["subprocess", "sandbox", "docker"])
+@pytest.mark.parametrize("name", ["subprocess", "sandbox", "docker", "command"])
 def test_workers_die_with_a_killed_host(name: str) -> None:
     require(name)
     kw = {k: v for k, v in env_kwargs(name).items() if k != "timeout"}
@@ -58,6 +59,7 @@ def test_workers_die_with_a_killed_host(name: str) -> None:
     )
     try:
         info = json.loads(host.stdout.readline())
+        running = containers() if name == "command" else []
         time.sleep(0.5)  # let the cell start spinning
     finally:
         host.send_signal(signal.SIGKILL)
@@ -73,6 +75,12 @@ def test_workers_die_with_a_killed_host(name: str) -> None:
             with contextlib.suppress(docker.errors.NotFound):
                 client.containers.get(cid).remove(force=True)
             client.close()
+    elif name == "command":  # the `docker run -i --rm` client's stdin closed with the host
+        try:
+            assert len(running) == 1, running
+            assert eventually(lambda: containers() == []), containers()
+        finally:
+            remove_leftovers()
     elif info["uid"] is not None:
         assert eventually(lambda: processes_of_uid(info["uid"]) == []), processes_of_uid(
             info["uid"]

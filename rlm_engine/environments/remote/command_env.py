@@ -257,6 +257,11 @@ class CommandEnvironment(RemoteEnvironment):
             command_shell = bool(self.command) and os.path.basename(self.command[0]) == "ssh"
         self.command_shell = command_shell
 
+    def _reap_policy(self) -> str:
+        # kill(-1) on a box shared with other processes (ssh, docker exec) would hit them;
+        # only a worker that is PID 1 of its own namespace (docker run) owns all it sees.
+        return "if_init"
+
     async def _create_sandbox(self, area: WorkArea) -> RemoteSandbox:
         if not self.command:
             raise ValueError(
