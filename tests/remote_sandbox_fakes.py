@@ -327,8 +327,6 @@ class FakeE2BCommands:
         stdin: bool | None = None,
         timeout: float | None = 60,
         request_timeout: float | None = None,
-        *,
-        retain_output: bool = True,
     ) -> FakeE2BHandle:
         assert background and stdin and timeout == 0
         proc = await _spawn(self.ledger, ["/bin/bash", "-l", "-c", cmd], envs or {}, self.owned)

@@ -13,6 +13,7 @@ which would corrupt binary frame headers, so the worker runs under ``transport.A
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shlex
 from pathlib import Path
@@ -38,6 +39,14 @@ def e2b_sdk() -> Any:
     return e2b
 
 
+def accepts(fn: Any, name: str) -> bool:
+    """Whether the installed SDK's ``fn`` takes the keyword ``name``."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class E2BSandbox(RemoteSandbox):
     """An ``e2b.AsyncSandbox`` and the one worker command running in it."""
 
@@ -54,7 +63,11 @@ class E2BSandbox(RemoteSandbox):
             await self.sandbox.files.write(remote, f)
 
     async def start(self, argv: list[str], env: dict[str, str], sink: OutputSink) -> StdinWriter:
-        handle = await self.sandbox.commands.run(
+        run = self.sandbox.commands.run
+        # Newer SDKs keep every byte a background command printed unless told not to; the
+        # worker prints for the whole completion. Older ones (2.56) have no such option.
+        keep = {"retain_output": False} if accepts(run, "retain_output") else {}
+        handle = await run(
             "exec " + shlex.join(argv),  # E2B runs it with bash -c
             background=True,
             stdin=True,
@@ -62,7 +75,7 @@ class E2BSandbox(RemoteSandbox):
             on_stdout=lambda text: sink.stdout(text.encode("utf-8")),
             on_stderr=lambda text: sink.stderr(text.encode("utf-8")),
             timeout=0,  # the worker lives as long as the completion; sandbox_timeout bounds it
-            retain_output=False,
+            **keep,
         )
 
         async def wait() -> None:

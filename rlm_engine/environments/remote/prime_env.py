@@ -2,7 +2,7 @@
 
 ``pip install 'rlm-integrations[prime]'`` and an API key (``PRIME_API_KEY``, or ``prime
 login``, which writes ``~/.prime/config.json``). Live processes with stdin exist only for VM
-sandboxes in ``prime-sandboxes``, so the sandbox is ``vm=True``, with ``image`` (default
+sandboxes in ``prime-sandboxes`` 0.2/0.3, so the sandbox is ``vm=True`` there, with ``image`` (default
 ``python:3.12-slim``), egress denied (``network_denylist=["0.0.0.0/0"]``), ``cpu_cores``,
 ``memory_gb`` (``RemoteEnvironment.sandbox_memory_mb`` rounded up) and
 ``timeout_minutes`` from ``sandbox_timeout``, enforced by Prime. The worker runs as
@@ -25,6 +25,11 @@ from rlm_engine.environments.remote.base import (
     import_sdk,
 )
 from rlm_engine.environments.remote.transport import OutputSink, RemoteSandbox, StdinWriter
+
+
+def _request_type() -> Any:
+    """The SDK's ``CreateSandboxRequest`` (no credentials needed to build one)."""
+    return import_sdk("prime_sandboxes", kind="prime", extra="prime").CreateSandboxRequest
 
 
 def prime_sdk() -> Any:
@@ -102,10 +107,11 @@ class PrimeEnvironment(RemoteEnvironment):
 
     def create_request(self, area: WorkArea) -> dict[str, Any]:
         """Fields of ``CreateSandboxRequest``; public so they can be audited."""
+        vm = {"vm": True} if "vm" in getattr(_request_type(), "model_fields", {}) else {}
         return {
             "name": f"rlm-{self.remote_root.rsplit('-', 1)[-1]}",
             "docker_image": self.image,
-            "vm": True,
+            **vm,  # prime-sandboxes 0.2/0.3 need a VM for live processes; 0.4+ have no flag
             "cpu_cores": float(self.cpus or 1.0),
             "memory_gb": float(max(1, math.ceil(self.sandbox_memory_mb(area) / 1024))),
             "disk_size_gb": float(max(5, math.ceil(self.disk_mb / 1024) + 4)),
