@@ -160,6 +160,11 @@ class RunLimits:
         DEFAULT_MAX_COST, "budget: cost in USD of the whole run, where prices are known"
     )
     run_timeout: float | None = option(None, "wall-clock seconds for the whole completion")
+    max_errors: int | None = option(
+        None,
+        "stop after this many consecutive root turns whose code raised (a model that keeps "
+        "writing failing code burns the budget); the best partial answer is kept (None: off)",
+    )
     final_answer_on_max_iterations: bool = option(
         True, "when turns run out, ask the root once more for its best answer"
     )
@@ -189,6 +194,7 @@ class RunLimits:
         _at_least("max_total_tokens", self.max_total_tokens, 1)
         _at_least("max_cost", self.max_cost, 0, strict=True)
         _at_least("run_timeout", self.run_timeout, 0, strict=True)
+        _at_least("max_errors", self.max_errors, 1)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0 < self.direct_threshold <= 1:

@@ -24,6 +24,7 @@ from rlm_engine.clients.streaming import partial_usage
 from rlm_engine.compaction import call_root
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.environments import Environment, make_environment
+from rlm_engine.error_streak import too_many_errors
 from rlm_engine.feedback import block_feedback, capped_block, reopen, turn_feedback
 from rlm_engine.inputs import prepare_input
 from rlm_engine.parsing import find_code_blocks, find_final
@@ -342,11 +343,14 @@ class RLMSession:
             st.status = "final"
         elif st.status is None:  # otherwise error, budget or timeout was already decided
             exhausted = self.shared.budget.exhausted()
+            failing = too_many_errors(st.iterations, self.config.run.max_errors)
             if self.shared.budget.timed_out():
                 st.status = "timeout"
             elif exhausted:
                 st.status = "budget"
                 st.error = st.error or f"Budget exhausted ({exhausted})."
+            elif failing:  # max_errors: the root's code kept failing
+                st.status, st.error = "error", failing
             elif st.iteration >= self.config.run.max_iterations:
                 st.status = "max_iterations"
         return st.status is not None

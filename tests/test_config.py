@@ -76,6 +76,7 @@ def samples(tmp_path: Path) -> dict[str, Any]:
         "max_total_tokens": 999,
         "max_cost": 0.5,
         "run_timeout": 60.0,
+        "max_errors": 3,
         "final_answer_on_max_iterations": False,
         "mode": "auto",
         "direct_threshold": 0.5,
