@@ -326,12 +326,10 @@ def test_timeout_raises_their_error(scripted_model: ScriptedModel) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "says"),
     [
-        ({"max_errors": 5}, "max_iterations, max_timeout"),
         ({"depth": 1}, "max_depth"),
         ({"environment": "ipython"}, "environment='local'"),
         ({"backend": "portkey"}, "backend='openai'"),
         ({"backend": "azure_openai"}, "backend='openai'"),
-        ({"on_subcall_start": print}, "on_event"),
         ({"user_prologue": "Tips"}, "root_prompt="),
         ({"orchestrator": False}, "custom_system_prompt"),
         ({"custom_tools": {"f": len}, "custom_sub_tools": {}}, "leave custom_sub_tools out"),

@@ -13,7 +13,8 @@ One function, :func:`engine_options`, maps each keyword onto the flat options of
   ``environment_kwargs["setup_code"]`` -> ``repl_setup``;
 - ``custom_system_prompt`` -> ``system_prompt`` (taken literally);
 - ``compaction_threshold_pct`` -> ``compaction_threshold``; ``max_concurrent_subcalls``
-  -> ``max_concurrency``; ``on_iteration_*`` / ``on_subcall_complete`` -> ``on_event``;
+  -> ``max_concurrency``; ``max_errors`` -> ``max_errors``; ``on_iteration_*`` /
+  ``on_subcall_*`` -> ``on_event``;
 - ``persistent=True`` is handled by :class:`~rlm_engine.compat.rlm.core.rlm.RLM` (a
   conversation), not here.
 
@@ -142,14 +143,24 @@ def _environment(environment: Any, environment_kwargs: Mapping[str, Any] | None)
 def _events(
     on_iteration_start: Callable[[int, int], None] | None,
     on_iteration_complete: Callable[[int, int, float], None] | None,
+    on_subcall_start: Callable[[int, str, str], None] | None,
     on_subcall_complete: Callable[[int, str, float, str | None], None] | None,
     child_model: str,
 ) -> Callable[[dict[str, Any]], None] | None:
     """The seed library's callbacks as one engine ``on_event`` handler (``child_model``:
-    the model child RLMs run on, for events that do not name one)."""
-    if not (on_iteration_start or on_iteration_complete or on_subcall_complete):
+    the model child RLMs run on, for events that do not name one).
+
+    As there, the subcall callbacks are for child RLMs only (an ``rlm_query`` that starts a
+    child; at the depth limit ``rlm_query`` is a plain LM call and fires neither):
+    ``on_subcall_start(depth, model, prompt_preview)`` with the child's depth, its model
+    and the first 80 characters of its prompt, ``on_subcall_complete(depth, model,
+    duration, error)`` when it returns. A callback that raises is ignored, as there
+    (``RunResources.emit`` suppresses it).
+    """
+    if not (on_iteration_start or on_iteration_complete or on_subcall_start or on_subcall_complete):
         return None
     started: dict[tuple[int, int], float] = {}
+    children: set[str] = set()  # call ids of the child RLMs that started
 
     def on_event(event: dict[str, Any]) -> None:
         kind, depth = event.get("event"), int(event.get("depth") or 0)
@@ -160,18 +171,22 @@ def _events(
                 on_iteration_start(*key)
         elif kind == "iteration_end" and on_iteration_complete:
             key = (depth, int(event.get("iteration") or 0))
-            on_iteration_complete(*key, time.perf_counter() - started.pop(key, time.perf_counter()))
-        elif (
-            kind == "subcall_end"
-            and on_subcall_complete
-            and str(event.get("function") or "").startswith("rlm_query")  # a child RLM
-        ):
-            on_subcall_complete(
-                depth + 1,
-                str(event.get("model") or child_model),
-                float(event.get("latency") or 0.0),
-                event.get("error"),
-            )
+            elapsed = time.perf_counter() - started.pop(key, time.perf_counter())
+            on_iteration_complete(*key, elapsed)
+        elif kind == "subcall_start" and event.get("child"):
+            children.add(str(event.get("call_id")))
+            if on_subcall_start:
+                model = str(event.get("model") or child_model)
+                on_subcall_start(depth + 1, model, str(event.get("prompt") or "")[:80])
+        elif kind == "subcall_end" and str(event.get("call_id")) in children:
+            children.discard(str(event.get("call_id")))
+            if on_subcall_complete:
+                on_subcall_complete(
+                    depth + 1,
+                    str(event.get("model") or child_model),
+                    float(event.get("latency") or 0.0),
+                    event.get("error"),
+                )
 
     return on_event
 
@@ -215,18 +230,6 @@ def engine_options(
             "the engine sets the depth of child RLMs itself; a top-level "
             "RLM is depth 0 (set how deep children may go with max_depth)",
         )
-    if max_errors is not None:
-        raise _unsupported(
-            "max_errors",
-            "the root reads each REPL error and tries again; bound a run with "
-            "max_iterations, max_timeout, max_budget, max_tokens or max_llm_calls",
-        )
-    if on_subcall_start is not None:
-        raise _unsupported(
-            "on_subcall_start",
-            "pass on_event=callback: it receives every progress event, "
-            "including {'event': 'subcall_start', 'function': 'rlm_query', 'depth': ...}",
-        )
     if not orchestrator:
         raise _unsupported("orchestrator=False", "give your own prompt with custom_system_prompt")
     if user_prologue is not None:
@@ -267,6 +270,8 @@ def engine_options(
     out.update(env)
     out["max_depth"] = max_depth
     out["max_iterations"] = max_iterations
+    if max_errors is not None:
+        out["max_errors"] = max_errors
     for theirs, ours in (
         (max_budget, "max_cost"),
         (max_timeout, "run_timeout"),
@@ -288,7 +293,13 @@ def engine_options(
         out["logger"] = logger
     out["verbose"] = verbose
     child_model = str(out.get("sub_model") or out.get("model") or "")
-    on_event = _events(on_iteration_start, on_iteration_complete, on_subcall_complete, child_model)
+    on_event = _events(
+        on_iteration_start,
+        on_iteration_complete,
+        on_subcall_start,
+        on_subcall_complete,
+        child_model,
+    )
     if on_event is not None:
         out["on_event"] = on_event
     return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_engine.config import RLMConfig
+from rlm_engine.error_streak import error_streak
 from rlm_engine.state import RLMResult
 
 
@@ -158,6 +159,27 @@ class CallLimitExceededError(Exception):
         )
 
 
+class ErrorThresholdExceededError(Exception):
+    """The run stopped at ``max_errors`` consecutive turns whose code raised."""
+
+    def __init__(
+        self,
+        error_count: int,
+        threshold: int,
+        last_error: str | None = None,
+        partial_answer: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.error_count = error_count
+        self.threshold = threshold
+        self.last_error = last_error
+        self.partial_answer = partial_answer
+        super().__init__(
+            message
+            or f"Error threshold exceeded: {error_count} consecutive errors (limit: {threshold})"
+        )
+
+
 class CancellationError(Exception):
     """The completion was interrupted (Ctrl-C)."""
 
@@ -213,6 +235,10 @@ def raise_if_stopped(result: RLMResult, config: RLMConfig) -> None:
                 usage.total_tokens, run.max_total_tokens, partial, result.error
             )
         raise CallLimitExceededError(usage.calls, run.max_llm_calls or 0, partial)
+    streak = error_streak(result.iterations)
+    if result.status == "error" and run.max_errors is not None and streak >= run.max_errors:
+        last = next((b.error for b in reversed(result.iterations[-1].code_blocks) if b.error), None)
+        raise ErrorThresholdExceededError(streak, run.max_errors, last, partial, result.error)
     if result.status == "error":
         raise RunFailedError(result.error or "the run failed", partial)
 
@@ -221,6 +247,7 @@ __all__ = [
     "BudgetExceededError",
     "CallLimitExceededError",
     "CancellationError",
+    "ErrorThresholdExceededError",
     "ModelUsageSummary",
     "RLMChatCompletion",
     "RunFailedError",
