@@ -114,3 +114,21 @@ def test_rlm_run_rejects_bad_env_opts_before_running(
     (line,) = [x for x in r.stderr.splitlines() if x.startswith("rlm: error:")]
     assert line.startswith(message) and "Valid options of" in line
     assert "never awaited" not in r.stderr and "iteration 1" not in r.stderr
+
+
+def test_an_option_other_kinds_declare_differently_takes_what_any_of_them_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``python`` is ``str | None`` for some kinds and ``str`` for docker: a ``None`` given
+    to a kind that does not own it passed or failed by the order the classes came out of
+    a set, so the same call could succeed in one process and fail in the next."""
+    from rlm_engine.environments import base
+
+    classes = sorted(base.known_environment_classes(), key=lambda c: c.__qualname__)
+    owners = [c for c in classes if "python" in base.options_of(c)]
+    assert len({str(base.options_of(c)["python"].hint) for c in owners}) > 1
+    for order in (classes, classes[::-1]):  # whichever kind comes first
+        monkeypatch.setattr(base, "known_environment_classes", lambda order=order: list(order))
+        LocalEnvironment(python=None)  # accepted: subprocess and sandbox take it
+        with pytest.raises(TypeError, match="'python' must be str | None"):
+            LocalEnvironment(python=3)

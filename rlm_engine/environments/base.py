@@ -12,7 +12,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, Union
 
 from rlm_engine.environments.options import OptionSpec, check_options, options_of
 from rlm_engine.types import ExecResult
@@ -112,13 +112,24 @@ def known_environment_classes() -> set[type[Environment]]:
 
 
 def options_of_others(own: dict[str, OptionSpec]) -> dict[str, OptionSpec]:
-    """Options other environments take that ``own`` does not (accepted and type-checked)."""
-    others: dict[str, OptionSpec] = {}
-    for klass in known_environment_classes():
+    """Options other environments take that ``own`` does not (accepted and type-checked).
+
+    A name several environments declare with different types (``python``: ``str | None``
+    for subprocess, ``str`` for docker) takes a value any of them takes: the check must
+    not depend on the order classes come out of a set.
+    """
+    hints: dict[str, list[Any]] = {}
+    specs: dict[str, OptionSpec] = {}
+    for klass in sorted(known_environment_classes(), key=lambda c: c.__qualname__):
         for key, spec in options_of(klass).items():
             if key not in own:
-                others.setdefault(key, spec)
-    return others
+                specs.setdefault(key, spec)
+                if spec.hint not in hints.setdefault(key, []):
+                    hints[key].append(spec.hint)
+    return {
+        key: spec if len(hints[key]) == 1 else spec._replace(hint=Union[tuple(hints[key])])  # noqa: UP007
+        for key, spec in specs.items()
+    }
 
 
 def validate_options(cls: type[Environment], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
