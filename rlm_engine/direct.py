@@ -218,10 +218,12 @@ async def answer(
     window, known = root_window(config, client, root_model)
     chars = sum(len(str(m.get("content", ""))) for m in messages)
     model_name = root_model or client.model_name
-    if known and chars > window * CERTAINLY_OVER:
-        far = f"{chars:,} characters, far past the window of {model_name} ({window:,} tokens)"
-        if config.run.mode == "auto":
-            raise RouteFallback(f"{route.reason}; but the prompt is {far}, so the RLM loop ran")
+    far = f"{chars:,} characters, far past the window of {model_name} ({window:,} tokens)"
+    far_over = known and chars > window * CERTAINLY_OVER
+    if far_over and config.run.mode == "auto":
+        raise RouteFallback(f"{route.reason}; but the prompt is {far}, so the RLM loop ran")
+    _log_start(config, shared, result, messages, root_model)  # every later path logs a result
+    if far_over:
         result.error = (
             f"The direct prompt is {far}; no call was made. Use mode='auto' or mode='rlm' "
             "for a context this size."
@@ -237,7 +239,9 @@ async def answer(
             f"Budget exhausted before the direct call ({reason}).",
         )
     else:
-        await _call(config, shared, client, messages, result, root_model=root_model)
+        await _call(
+            config, shared, client, messages, result, root_model=root_model, started=started
+        )
     return _finished(shared, result, started)
 
 
@@ -249,16 +253,20 @@ async def _call(
     result: RLMResult,
     *,
     root_model: str | None,
+    started: float,
 ) -> None:
     budget = shared.budget
-    # The run's id places the direct run's events (OpenTelemetry: a completion span).
+    # The run's id places the direct run's events: tracers show the call as one LM call
+    # (an llm run, a chat span) under the run (OpenTelemetry: a completion span).
+    model = root_model or client.model_name
     shared.emit(
         "direct_start",
         depth=0,
         iteration=0,
         run_id=result.run_id,
-        model=root_model or client.model_name,
+        model=model,
         path_reason=result.path_reason,
+        prompt=messages[-1].get("content", ""),  # tracers keep its head and tail only
     )
     try:
         async with asyncio.timeout(budget.remaining_time()):
@@ -272,31 +280,87 @@ async def _call(
         _record_spent(shared, e)
         if budget.timed_out():
             result.status = "timeout"
+            _end_event(shared, result, model, error="run_timeout")
             return
         if is_context_overflow(e):
             stated = window_from_error(e)
             window = f" (its window: {stated:,} tokens)" if stated else ""
             if config.run.mode == "auto":
-                raise RouteFallback(
+                fallback = RouteFallback(
                     f"{result.path_reason}; the provider refused the direct prompt as too "
                     f"long{window}, so the RLM loop ran"
-                ) from e
+                )
+                # The paid attempt keeps its own record: an error, then the loop's run.
+                result.error = fallback.reason
+                _end_event(shared, result, model, error=fallback.reason, fallback=True)
+                if shared.logger is not None:
+                    result.duration = time.perf_counter() - started
+                    shared.logger.log_result(result)
+                raise fallback from e
             result.error = (
                 f"The direct prompt does not fit the model's window{window}: "
                 f"{type(e).__name__}: {e}. Use mode='auto' (falls back to the RLM loop) or "
                 "mode='rlm'."
             )
+            _end_event(shared, result, model, error=result.error)
             return
         result.error = f"The direct LM call failed after retries: {type(e).__name__}: {e}"
+        _end_event(shared, result, model, error=result.error)
         return
     shared.usage.record_response(resp, "root", 0)
     result.status, result.response = "final", clean_text(resp.text)
+    shared.emit(
+        "direct_end",
+        depth=0,
+        iteration=0,
+        run_id=result.run_id,
+        model=resp.model or model,
+        text=result.response,
+        input_tokens=resp.input_tokens,
+        output_tokens=resp.output_tokens,
+        cached_input_tokens=resp.cached_input_tokens,
+        cache_write_tokens=resp.cache_write_tokens,
+        cost=resp.cost,
+        truncated=resp.truncated,
+    )
     if resp.truncated:
         cap = resp.output_tokens or config.reply.max_tokens or 0
         result.warnings.append(
             f"The direct answer was cut at the reply cap ({cap:,} tokens); raise max_tokens "
             "for a longer answer."
         )
+
+
+def _log_start(
+    config: RLMConfig,
+    shared: RunResources,
+    result: RLMResult,
+    messages: list[Message],
+    root_model: str | None,
+) -> None:
+    """The trace file's metadata line of a direct run (a logger without ``start_direct``
+    gets the result line only, as before)."""
+    start = getattr(shared.logger, "start_direct", None)
+    if start is None:
+        return
+    system = next((str(m["content"]) for m in messages if m.get("role") == "system"), "")
+    start(result, config, shared, system_prompt=system, root_model=root_model)
+
+
+def _end_event(
+    shared: RunResources, result: RLMResult, model: str, *, error: str, fallback: bool = False
+) -> None:
+    """``direct_end`` of a call that gave no answer (``fallback``: the loop runs next, so
+    tracers end the direct run here; no ``final`` event follows for it)."""
+    shared.emit(
+        "direct_end",
+        depth=0,
+        iteration=0,
+        run_id=result.run_id,
+        model=model,
+        error=error,
+        fallback=fallback,
+    )
 
 
 def _record_spent(shared: RunResources, error: BaseException) -> None:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rlm_engine import RLMResult, RLMSession, RLMState
+    from rlm_engine.config import RLMConfig
+    from rlm_engine.resources import RunResources
     from rlm_engine.types import Iteration
 
 _KEY_PATTERN = re.compile(
@@ -75,6 +77,8 @@ class RLMLogger:
 
     def start_run(self, session: RLMSession) -> None:
         st, cfg = session.state, session.config
+        config = _config_record(cfg, session.shared)
+        config["environment"] = session.env.name  # what ran ("auto" resolved)
         self._write(
             st.run_id,
             {
@@ -84,23 +88,38 @@ class RLMLogger:
                 "started_at": datetime.fromtimestamp(st.started_at, UTC).isoformat(),
                 "query": st.query,
                 "context": st.context_info,
-                "config": {
-                    "root_model": session.shared.root_client.model_name,
-                    "sub_model": session.shared.sub_client.model_name,
-                    "root_client": session.shared.root_client.describe(),
-                    "sub_client": session.shared.sub_client.describe(),
-                    "environment": session.env.name,  # what ran ("auto" resolved)
-                    "max_iterations": cfg.run.max_iterations,
-                    "max_depth": cfg.run.max_depth,
-                    "max_concurrency": cfg.run.max_concurrency,
-                    "max_llm_calls": cfg.run.max_llm_calls,
-                    "max_total_tokens": cfg.run.max_total_tokens,
-                    "max_cost": cfg.run.max_cost,
-                    "run_timeout": cfg.run.run_timeout,
-                    "max_tokens": cfg.reply.max_tokens,
-                    "timeout": cfg.reply.timeout,
-                },
+                "config": config,
                 "system_prompt": st.system,
+            },
+        )
+
+    def start_direct(
+        self,
+        result: RLMResult,
+        config: RLMConfig,
+        shared: RunResources,
+        *,
+        system_prompt: str,
+        root_model: str | None = None,
+    ) -> None:
+        """The metadata line of a direct run (``mode="direct"|"auto"``, one LM call, no
+        session): a trace file then reads like a loop's, with ``path`` saying which ran."""
+        record = _config_record(config, shared)
+        if root_model:
+            record["root_model"] = root_model
+        self._write(
+            result.run_id,
+            {
+                "type": "metadata",
+                "version": 1,
+                "run_id": result.run_id,
+                "started_at": datetime.now(UTC).isoformat(),
+                "query": result.query,
+                "context": result.context_info,
+                "config": record,
+                "path": result.path,
+                "path_reason": result.path_reason,
+                "system_prompt": system_prompt,
             },
         )
 
@@ -147,6 +166,26 @@ class RLMLogger:
                 "usage": usage,
             },
         )
+
+
+def _config_record(cfg: RLMConfig, shared: RunResources) -> dict[str, Any]:
+    """What a trace's metadata line says about the run's clients and limits."""
+    return {
+        "root_model": shared.root_client.model_name,
+        "sub_model": shared.sub_client.model_name,
+        "root_client": shared.root_client.describe(),
+        "sub_client": shared.sub_client.describe(),
+        "max_iterations": cfg.run.max_iterations,
+        "max_depth": cfg.run.max_depth,
+        "max_concurrency": cfg.run.max_concurrency,
+        "max_llm_calls": cfg.run.max_llm_calls,
+        "max_total_tokens": cfg.run.max_total_tokens,
+        "max_cost": cfg.run.max_cost,
+        "run_timeout": cfg.run.run_timeout,
+        "max_tokens": cfg.reply.max_tokens,
+        "timeout": cfg.reply.timeout,
+        "mode": cfg.run.mode,
+    }
 
 
 class IterationRecorder:

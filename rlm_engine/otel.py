@@ -16,6 +16,10 @@ The spans of one completion::
           chat <model>                    a sub-call (llm_query...), rlm.function says which
           invoke_agent rlm                a child RLM (rlm_query), its iterations below it
 
+A direct run (``mode="direct"|"auto"``) is ``invoke_agent rlm`` with one ``chat <model>``
+span under it; when ``auto`` falls back to the loop, that run ends with an error and the
+loop's run follows as a completion span of its own.
+
 Model calls follow the GenAI semantic conventions (``gen_ai.operation.name``,
 ``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` /
 ``output_tokens`` / cache tokens, ``gen_ai.response.finish_reasons``); RLM attributes are
@@ -202,6 +206,22 @@ class SpanBuilder:
                 span.set_attribute("rlm.final", bool(e.get("final")))
             for k in ("root", "cell", "iter"):
                 self._end((k, run))
+        elif kind == "direct_start":  # mode direct/auto: the one LM call of a direct run
+            model = str(e.get("model") or "")
+            root = self._start(("root", run), session, f"chat {model}".strip(), depth=depth)
+            _chat_attrs(root, model, "root")
+            if self._content:
+                root.set_attribute("rlm.prompt", self._text(e.get("prompt")))
+        elif kind == "direct_end":
+            span, err = self._spans.get(("root", run)), e.get("error")
+            if span is not None:
+                if err is None:
+                    self._usage(span, e)
+                    if self._content:
+                        span.set_attribute("rlm.reply", self._text(e.get("text")))
+                self._end(("root", run), error=self._text(err) if err else None)
+            if e.get("fallback"):  # the loop answers, as a run of its own: this one ends
+                self._end(session, error=str(err or "fell back to the RLM loop"))
         elif kind == "final":
             span = self._spans.get(session)
             if span is not None:

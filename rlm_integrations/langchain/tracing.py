@@ -13,6 +13,9 @@ under it
 - each child RLM (``rlm_query`` below ``max_depth``): a ``chain`` run holding the child's
   own iterations, nested the same way.
 
+A direct run (``mode="direct"|"auto"``) is one ``llm`` run named ``direct:<model>`` under the
+call's run (prompt head and tail, answer, usage), and no iteration.
+
 Usage appears once: every LM call the tree shows carries its own ``usage_metadata``, and
 :meth:`RunTree.unreported` is what no run carried (a compaction summary, a call that failed
 before answering), which the RLM's message reports instead. A LangChain ``llm``/``sub_llm``
@@ -180,7 +183,7 @@ class RunTree:
         with self._lock:
             if kind == "subcall_start" and event.get("child"):
                 self._child_calls.add(str(event.get("call_id")))
-            elif kind == "root_response" or (
+            elif kind in ("root_response", "direct_end") or (
                 kind == "subcall_end"
                 and event.get("function") in LM_FUNCTIONS
                 and str(event.get("call_id")) not in self._child_calls
@@ -349,6 +352,21 @@ class RunTree:
             self._end_subcall(run, e, depth, ops)
         elif kind == "iteration_end":
             self._close(run, ops, "root", "cell", "iter", outputs={"final": bool(e.get("final"))})
+        elif kind == "direct_start" and not self.root_reports_itself:
+            # mode direct/auto: the run's one LM call, an llm run under the RLM call's run
+            model = str(e.get("model") or "root")
+            meta = _llm_meta(model, depth, "direct")
+            prompt = self._text(e.get("prompt"))
+            parent = self._session_parent(e)
+            self._current[("root", run)] = self._start(
+                ops, "llm", parent, f"direct:{model}", prompt, depth, meta
+            )
+        elif kind == "direct_end":
+            root_id = self._current.pop(("root", run), None)
+            if root_id is not None:
+                failed = e.get("error")
+                reply = None if failed else self._reply(e, e.get("text"))
+                self._end(root_id, ops, output=reply, error=self._text(failed) if failed else None)
         elif kind == "final":
             error = None if e.get("status") == "final" else str(e.get("error") or e.get("status"))
             self._close(run, ops, "root", "cell", "iter", error=error)
