@@ -3,7 +3,7 @@
 ``RLM_REPL(model="auto", recursive_model="auto", max_iterations=10,
 max_output_length=500000)`` talks to the OpenAI-compatible server at ``RLM_API_URL``
 (default ``http://localhost:8080/v1``); ``"auto"`` takes the first model the server lists
-at ``/models`` (the engine's own auto-detection). ``completion(context=..., query=...)``
+at ``/models``, asked once per instance with the server's window and chat template. ``completion(context=..., query=...)``
 returns the answer, or None when ``max_iterations`` run out without one (the seed's
 "natural convergence": no extra answer is requested). ``cost_summary()`` adds up every
 completion since the last ``reset()``, root and sub-LM apart, from the usage the server
@@ -23,10 +23,15 @@ import os
 from typing import Any
 
 from rlm_engine.clients.openai import DEFAULT_LOCAL_URL
+from rlm_engine.clients.server_info import probe
 from rlm_engine.compat.rlm.results import raise_if_stopped
 from rlm_engine.rlm import RLM as EngineRLM
 from rlm_engine.state import RLMResult
 from rlm_engine.usage import UsageTotals
+from rlm_engine.windows import drops_system
+
+#: Seconds the one ``/models`` lookup of ``model="auto"`` may take.
+AUTO_LOOKUP_TIMEOUT = 30.0
 
 #: What ``RLM_REPL`` sets itself; passing one of these by the engine's name is an error.
 _OWN = ("backend", "base_url", "api_key", "model", "sub_model", "max_iterations")
@@ -77,6 +82,7 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
             final_answer_on_max_iterations=False,
             **options,
         )
+        self._options = options  # what the caller set, kept for the "auto" lookup
         self.query: str | None = None
         self.last_result: RLMResult | None = None
         self._root = UsageTotals()
@@ -86,6 +92,7 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
     def completion(self, context: Any, query: str | None = None) -> str | None:
         """The answer to ``query`` about ``context``; None when the iterations ran out."""
         self.query = query
+        self._resolve_auto()
         result = self.engine.completion(context, query)
         self.last_result = result
         self._root.absorb(result.usage.root)
@@ -95,6 +102,32 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
             return None
         raise_if_stopped(result, self.engine.config)
         return result.response
+
+    def _resolve_auto(self) -> None:
+        """Settle ``"auto"`` once for this instance: the server's first listed model, and
+        what the server says of its window and chat template, become the engine's options.
+
+        Otherwise the engine, which makes fresh clients for every completion, would list
+        the models (and probe the window) again on every call. A new ``RLM_REPL`` asks
+        again, so a server restarted with another model is picked up.
+        """
+        if "auto" not in (self.model, self.recursive_model):
+            return
+        config = self.engine.config
+        if config.models.model != "auto" and config.models.sub_model != "auto":
+            return  # settled by an earlier completion
+        first = _first_model(self.base_url, self.api_key)
+        model = first if self.model == "auto" else self.model
+        sub = first if self.recursive_model == "auto" else self.recursive_model
+        changes: dict[str, Any] = {"model": model, "sub_model": sub}
+        if model == sub == first:  # both on the listed model: its facts serve both
+            facts = probe(self.base_url, first, _auth(self.api_key))
+            kwargs = dict(config.models.backend_kwargs or {})
+            if facts.window is not None and "context_window" not in kwargs:
+                changes["backend_kwargs"] = {**kwargs, "context_window": facts.window}
+            if facts.chat_template is not None and "system_as_user" not in self._options:
+                changes["system_as_user"] = drops_system(first, facts.chat_template)
+        self.engine = EngineRLM(config.replace(**changes))
 
     def cost_summary(self) -> dict[str, Any]:
         """Cost, tokens and calls of the root LM and the sub-LM since the last ``reset()``.
@@ -121,6 +154,35 @@ class RLM_REPL:  # noqa: N801 - the seed library's name
         self._root = UsageTotals()
         self._sub = UsageTotals()
         self._unpriced = False  # a call since reset() had no known price
+
+
+def _auth(api_key: str | None) -> dict[str, str]:
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _first_model(base_url: str, api_key: str | None) -> str:
+    """The first model the server at ``base_url`` lists (``model="auto"``)."""
+    import openai
+
+    key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+    try:
+        with openai.OpenAI(
+            base_url=base_url, api_key=key, timeout=AUTO_LOOKUP_TIMEOUT, max_retries=1
+        ) as client:
+            models = [m.id for m in client.models.list().data]
+    except openai.OpenAIError as e:
+        raise RuntimeError(
+            f"model='auto' takes the first model the server lists, but listing models at "
+            f"{base_url}/models failed ({e}). Is the server running at RLM_API_URL? Or "
+            "name the model: RLM_REPL(model=..., recursive_model=...)."
+        ) from e
+    if not models:
+        raise RuntimeError(
+            f"model='auto': the server at {base_url} lists no model. Name the model: "
+            "RLM_REPL(model=..., recursive_model=...)."
+        )
+    return models[0]
 
 
 __all__ = ["RLM_REPL"]
