@@ -409,3 +409,25 @@ def test_request_shape_reaches_the_server(monkeypatch: pytest.MonkeyPatch) -> No
         ).completion("Calculate the factorial of 100 and return the number of digits.")
     assert result.response == "158"
     assert seen and all(r.get("temperature") == 0.3 and r.get("seed") == 7 for r in seen)
+
+
+def test_the_seeds_exceptions_module_path_migrates_with_the_same_one_word_change() -> None:
+    """``from rlm.utils.exceptions import ...`` is how the seed's docs catch limit errors;
+    the mirrored path gives the classes the compat RLM raises."""
+    import rlm_engine.compat.rlm as compat
+    from rlm_engine.compat.rlm.utils.exceptions import (
+        BudgetExceededError,
+        CancellationError,
+        ContextWindowExceededError,
+        ErrorThresholdExceededError,
+        TimeoutExceededError,
+        TokenLimitExceededError,
+    )
+
+    assert BudgetExceededError is compat.BudgetExceededError
+    assert TimeoutExceededError is compat.TimeoutExceededError
+    assert TokenLimitExceededError is compat.TokenLimitExceededError
+    assert ErrorThresholdExceededError is compat.ErrorThresholdExceededError
+    assert CancellationError is compat.CancellationError
+    err = ContextWindowExceededError("m", 10, 5, "root", "chars/4")
+    assert err.context_limit == 5 and "past 5" in str(err)
