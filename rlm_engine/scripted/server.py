@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import select
 import socket
 import sys
 import threading
@@ -515,12 +516,14 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = app.model.respond(req)
                 usage = app.model.usage_for(req, reply)
                 req.cache = within(app.prompt_cache.lookup(req), usage[0])
-                stopping = app._wait(app.latency_for(req.model) + reply.latency)
+                outcome = self._generate(app.latency_for(req.model) + reply.latency)
         except Exception as e:  # a rule or skill raised: report it like an API failure
             traceback.print_exc(file=sys.stderr)
             self._send_error(api, 500, f"scripted model failed: {type(e).__name__}: {e}")
             return
-        if stopping:
+        if outcome == "gone":  # as vLLM and llama.cpp do: stop generating for nobody
+            rec.abandoned, rec.status, rec.prompt_tokens = True, 499, usage[0]
+        if outcome != "done":
             self._drop()
             return
         rec.prompt_tokens, rec.completion_tokens = usage
@@ -562,6 +565,27 @@ class _Handler(BaseHTTPRequestHandler):
             headers["retry-after-ms"] = f"{fault.retry_after * 1000:g}"
         message = fault.message or f"injected fault: HTTP {status}"
         return self._send_error(api, status, message, headers=headers)
+
+    def _generate(self, seconds: float) -> str:
+        """Spend ``seconds`` generating a reply: ``"done"``, ``"stopping"`` (the server is
+        shutting down) or ``"gone"`` (the client closed the connection meanwhile, which
+        real servers notice for non-streamed requests too, and stop)."""
+        app = self.server.app
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if app._wait(min(left, 0.02)):
+                return "stopping"
+            if self._client_gone():
+                return "gone"
+        return "stopping" if app._wait(0) else "done"
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its end (readable, and nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _drop(self) -> None:
         """Close the connection without sending anything."""

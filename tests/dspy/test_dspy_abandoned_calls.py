@@ -1,10 +1,10 @@
 """An RLMModule call abandoned at the run timeout is counted, and its request closed.
 
 DSPy's LM calls do not stream, so the abandoned request is freed by closing its
-connection (vLLM and llama.cpp stop a non-streamed generation when the client goes
-away; the scripted server does not notice, and finishes the reply for nobody). The
-server reports no usage for it: the run counts the client's estimate of the prompt
-instead of nothing.
+connection, and the server stops generating (vLLM and llama.cpp notice a closed
+connection for non-streamed requests too; so does the scripted server). The server
+reports no usage for it: the run counts the client's estimate of the prompt instead of
+nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ def test_a_root_call_abandoned_at_the_run_timeout_is_counted(dspy_model: Scripte
         with dspy.context(lm=_lm(server), track_usage=True), pytest.raises(RLMRunError) as info:
             RLMModule(Vault, max_iterations=3, run_timeout=0.5)(**inputs)
         elapsed = time.perf_counter() - started
+        deadline = time.monotonic() + 2  # well before the 3 s the reply would take
+        while time.monotonic() < deadline and not [
+            r for r in server.stats.log if r.path.endswith("/chat/completions")
+        ]:
+            time.sleep(0.02)
+        (rec,) = [r for r in server.stats.log if r.path.endswith("/chat/completions")]
+    # The cancelled call closed its connection and the server stopped generating.
+    assert rec.abandoned and rec.status == 499
+    assert rec.finished_at - rec.started_at < 2.0
     result = info.value.result
     assert result is not None and result.status == "timeout"
     assert elapsed < 2.5  # not the server's 3 s
