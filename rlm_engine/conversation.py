@@ -42,6 +42,9 @@ _TAKE = "_rlm_take"
 #: Characters of an earlier answer shown in the digest of later turns.
 _ANSWER_KEEP = 1_000
 _OUTPUT_KEEP = 2_000  # characters of each cell's output kept in ``history``
+#: ``RLMResult.path_reason`` of a turn: ``mode`` does not route turns (``rlm_engine.direct``);
+#: a direct answer would leave nothing in the REPL for the next turn.
+TURN_PATH_REASON = "conversation turns run the loop: the REPL outlives each turn"
 
 
 @dataclass
@@ -332,7 +335,9 @@ class Conversation:
             first_user = prompts.first_user_message(info, query)  # a first turn is a run
         else:
             first_user = turn_message(self.contexts, self.turns, query, self.history_variable)
-        return RLMState.opening(self.config, info, first_user, query, sub_window=sub_window)
+        state = RLMState.opening(self.config, info, first_user, query, sub_window=sub_window)
+        state.path_reason = TURN_PATH_REASON
+        return state
 
     def _history(self) -> list[dict[str, Any]]:
         out = []
