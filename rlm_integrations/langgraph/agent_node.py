@@ -107,6 +107,11 @@ class RLMNode(RunnableLambda):
         usage = out.get("usage") or {}
         total = usage.get("total") or {}
         shown_in, shown_out = reported_tokens(list(out.get("history") or []))
+        if out.get("path") == "direct" and status == "final":  # one llm run under ``route``
+            shown_in, shown_out = (
+                int(total.get("input_tokens", 0)),
+                int(total.get("output_tokens", 0)),
+            )
         unreported_in = max(int(total.get("input_tokens", 0)) - shown_in, 0)
         unreported_out = max(int(total.get("output_tokens", 0)) - shown_out, 0)
         update: dict[str, Any] = {}

@@ -9,7 +9,10 @@ context-length error on the direct call in ``auto`` routes to ``generate`` too.
 
 A direct answer is a run of its own: ``run_id``, ``status``, ``final_answer``, ``usage``
 are set and ``history`` is empty. It is not a turn of the thread's REPL conversation
-(nothing ran in a REPL), so a later RLM turn on the thread does not see it.
+(nothing ran in a REPL), so a later RLM turn on the thread does not see it. To LangChain
+tracers the direct call is one ``llm`` run ``direct:<model>`` under this node's run,
+carrying its usage (as ``generate`` holds its root call), so ``RLMNode``'s message leaves
+those tokens out.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
 from rlm_engine.resources import RunResources
 from rlm_engine.state import RLMResult
+from rlm_integrations.langchain.tracing import RunTree, node_run_tree
 from rlm_integrations.langgraph.context_ref import ContextView
 from rlm_integrations.langgraph.runtime import run_async, run_blocking, usage_rows, usage_summary
 from rlm_integrations.langgraph.state import RLMGraphState
@@ -48,23 +52,38 @@ class RouteStep:
         self.on_event = event_handler(config.observe.on_event, verbose=config.observe.verbose)
 
     def route(self, state: RLMGraphState) -> dict[str, Any]:
-        view, emit = self._node_context(state)
-        return run_blocking(self._route(view, emit))
+        view, emit, tree = self._node_context(state)
+        try:
+            return run_blocking(self._route(view, emit))
+        finally:
+            if tree is not None:
+                tree.close()
 
     async def aroute(self, state: RLMGraphState) -> dict[str, Any]:
-        view, emit = self._node_context(state)
-        return await run_async(self._route(view, emit))
+        view, emit, tree = self._node_context(state)
+        try:
+            return await run_async(self._route(view, emit))
+        finally:
+            if tree is not None:
+                tree.close()
 
-    def _node_context(self, state: RLMGraphState) -> tuple[Mapping[str, Any], EventHandler]:
+    def _node_context(
+        self, state: RLMGraphState
+    ) -> tuple[Mapping[str, Any], EventHandler, RunTree | None]:
         """The state with ``context_ref`` readable, and progress -> ``stream_mode="custom"``
-        (LangGraph's writer needs the node's context, which the session loop lacks)."""
+        (LangGraph's writer needs the node's context, which the session loop lacks) and the
+        node's run tree: a direct call is one ``llm`` run under this node's run, with its
+        usage (``RLMNode``'s message then leaves those tokens out)."""
         runtime = get_runtime()
         writer, node_context = runtime.stream_writer, contextvars.copy_context()
+        tree = node_run_tree(self.config)
 
         def emit(event: dict[str, Any]) -> None:
             node_context.copy().run(writer, dict(event))
+            if tree is not None:
+                tree(event)
 
-        return ContextView(state, runtime.store), emit
+        return ContextView(state, runtime.store), emit, tree
 
     async def _route(self, state: Mapping[str, Any], emit: EventHandler) -> dict[str, Any]:
         context = state.get("context")
