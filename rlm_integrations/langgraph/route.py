@@ -5,7 +5,9 @@ unchanged). The node asks the engine's router (:func:`rlm_engine.direct.complete
 which path the new input takes: a direct answer is one LM call made here, and the graph
 ends with it (``path="direct"``); otherwise the node records why (``path="rlm"``,
 ``path_reason``) and ``generate`` starts the RLM loop as usual. A provider's
-context-length error on the direct call in ``auto`` routes to ``generate`` too.
+context-length error on the direct call in ``auto`` routes to ``generate`` too, and what
+the refused attempt spent (its call, any usage recorded for it, its time) is the loop's
+run's (state key ``route_spent``): budgets and ``run_timeout`` hold as in ``RLM.completion``.
 
 A direct answer is a run of its own: ``run_id``, ``status``, ``final_answer``, ``usage``
 are set and ``history`` is empty. It is not a turn of the thread's REPL conversation
@@ -18,6 +20,7 @@ those tokens out.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +30,6 @@ from langgraph.types import Overwrite
 
 from rlm_engine import direct
 from rlm_engine.config import EventHandler, RLMConfig
-from rlm_engine.display import event_handler
 from rlm_engine.resources import RunResources
 from rlm_engine.state import RLMResult
 from rlm_integrations.langchain.tracing import RunTree, node_run_tree
@@ -49,7 +51,6 @@ class RouteStep:
 
     def __init__(self, config: RLMConfig) -> None:
         self.config = config
-        self.on_event = event_handler(config.observe.on_event, verbose=config.observe.verbose)
 
     def route(self, state: RLMGraphState) -> dict[str, Any]:
         view, emit, tree = self._node_context(state)
@@ -88,9 +89,11 @@ class RouteStep:
     async def _route(self, state: Mapping[str, Any], emit: EventHandler) -> dict[str, Any]:
         context = state.get("context")
         if context is None:  # generate says what the graph needs
-            return {"path": None, "path_reason": None}
+            return {"path": None, "path_reason": None, "route_spent": None}
         query = state.get("query")
-        shared = RunResources(self.config, on_event=event_handler(self.on_event, emit))
+        started = time.time()  # run_timeout counts from here, as in RLM.completion
+        # RunResources adds the configured callback and verbose printer itself.
+        shared = RunResources(self.config, on_event=emit)
 
         async def loop(reason: str) -> RLMResult:
             raise _LoopChosen(reason)
@@ -98,12 +101,20 @@ class RouteStep:
         try:
             result = await direct.complete(self.config, shared, context, query, rlm=loop)
         except _LoopChosen as chosen:
-            return {"path": "rlm", "path_reason": chosen.reason}
+            # What routing spent (a refused direct attempt: its call, any usage recorded
+            # for it, its time) is the loop's run's too: ``generate`` starts with it.
+            spent = {
+                "started_at": started,
+                "calls": shared.budget.calls_started,
+                "records": usage_rows(shared.usage, 0),
+            }
+            return {"path": "rlm", "path_reason": chosen.reason, "route_spent": spent}
         finally:
             await shared.aclose()
         return {
             "path": "direct",
             "path_reason": result.path_reason,
+            "route_spent": None,
             "run_id": result.run_id,
             "status": result.status,
             "error": result.error,

@@ -169,6 +169,10 @@ class RLMGraphState(TypedDict, total=False):
     path: str | None
     #: Why that path: the threshold and the prompt's estimated size, or the fallback.
     path_reason: str | None
+    #: What the ``route`` node spent before handing over to the loop (``started_at``, the
+    #: ``calls`` it started, usage ``records``: auto's refused direct attempt); the loop's
+    #: run starts with them, as ``RLM.completion``'s does. None after a direct answer.
+    route_spent: dict[str, Any] | None
     #: Usage totals: ``total``, ``root``, ``sub``, ``by_model``, ``by_depth``.
     usage: dict[str, Any]
     #: The usage ledger's records (model, depth, role, input, output, cost), appended per

@@ -26,6 +26,7 @@ from langgraph.types import Overwrite, interrupt
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
 from rlm_engine.session import RLMSession
+from rlm_engine.usage import Usage
 from rlm_integrations.langchain.tracing import node_run_tree
 from rlm_integrations.langgraph.context_ref import ContextView
 from rlm_integrations.langgraph.review import apply_review, review_request
@@ -132,6 +133,7 @@ class RLMSteps:
         if _starts_new_run(state):
             session, updates = await REGISTRY.start_run(self.config, state)
             session.state.path_reason = state.get("path_reason")  # the route node's (mode)
+            _carry_route_spent(session, updates, state.get("route_spent"))
             plain = {k: state[k] for k in SCALAR_KEYS if k in state}  # never loads a context
             view = {**plain, **{k: v for k, v in updates.items() if not isinstance(v, Overwrite)}}
             view["history"], view["usage_records"] = [], []
@@ -228,6 +230,26 @@ def _starts_new_run(state: Mapping[str, Any]) -> bool:
     if state.get("status") is not None:  # the previous run on this thread is over
         return True
     return header.get("query") != state.get("query")
+
+
+def _carry_route_spent(
+    session: RLMSession, updates: dict[str, Any], spent: Mapping[str, Any] | None
+) -> None:
+    """Start a new run with what the ``route`` node spent before choosing the loop (auto's
+    refused direct attempt): its usage records and started call count against the budgets,
+    its time against ``run_timeout`` (the run starts when routing did), as in
+    ``RLM.completion``, where routing and the loop share one run's resources."""
+    if not spent:
+        return
+    shared, st = session.shared, session.state
+    shared.usage.records[0:0] = Usage.from_dict({"records": spent.get("records") or []}).records
+    shared.budget.calls_started += int(spent.get("calls") or 0)
+    started = float(spent.get("started_at") or st.started_at)
+    if started < st.started_at:
+        if shared.budget.deadline is not None:
+            shared.budget.deadline -= st.started_at - started
+        st.started_at = started
+        updates["run"] = {**updates["run"], "started_at": started}
 
 
 def _sync(session: RLMSession, state: Mapping[str, Any]) -> None:
