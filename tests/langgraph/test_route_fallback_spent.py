@@ -12,8 +12,13 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from rlm_engine import RLM
+from rlm_engine.clients.openai import OpenAIClient
+from rlm_engine.clients.streaming import attach_partial_usage
 from rlm_engine.scripted import ScriptedModel, ScriptedServer
+from rlm_engine.types import LMResponse
+from rlm_engine.windows import is_context_overflow
 from rlm_integrations.langgraph import build_rlm_graph
+from rlm_integrations.langgraph.runtime import run_blocking
 from tests.support.mode_support import (
     BACKENDS,
     QUESTION,
@@ -88,3 +93,51 @@ def test_loop_run_starts_when_routing_did(backend: str) -> None:
         assert len(attempts) == 1  # the route node delivers each event once
     # The run (its run_timeout deadline, and a rebuild's) began before the refused attempt.
     assert values["run"]["started_at"] <= attempts[0]
+
+
+ESTIMATE = 7_777  # tokens a client recorded for the refused attempt (marked estimated)
+
+
+class _EstimatingClient(OpenAIClient):
+    """A client that records an estimate for a refused call, as streaming clients do for
+    abandoned calls: the engine adds ``partial_usage`` to the run's ledger. The test closes
+    it (RunResources closes the clients it is given, even a ready instance)."""
+
+    async def aclose(self) -> None:
+        pass
+
+    async def acomplete(
+        self, messages: list[Any], *, model: str | None = None, timeout: float | None = None
+    ) -> LMResponse:
+        try:
+            return await super().acomplete(messages, model=model, timeout=timeout)
+        except Exception as e:
+            if is_context_overflow(e):
+                spent = LMResponse("", "scripted-root", input_tokens=ESTIMATE, usage_estimated=True)
+                attach_partial_usage(e, spent)
+            raise
+
+
+def test_usage_recorded_for_the_refused_attempt_is_the_loop_runs() -> None:
+    model = ScriptedModel()
+    teach_direct(model)
+    with ScriptedServer(model, context_window=4_000) as server:
+        client = _EstimatingClient(
+            "scripted-root", server.base_url, "sk-test", max_retries=0, context_chars=8_000
+        )
+        options = {**_options(server, "openai"), "backend": client}
+        for name in ("model", "base_url", "api_key", "max_retries", "backend_kwargs"):
+            options.pop(name)
+        cfg = {"configurable": {"thread_id": "estimate"}}
+        app = build_rlm_graph(**options).compile(checkpointer=InMemorySaver())
+        try:
+            out = app.invoke({"context": CONTEXT, "query": QUESTION}, cfg)
+            records = app.get_state(cfg).values["usage_records"]
+        finally:
+            run_blocking(OpenAIClient.aclose(client))
+        assert out["path"] == "rlm" and len(refused(server)) == 1
+        served = sum(r.prompt_tokens for r in server.stats.log if r.model and not r.fault)
+    total = out["usage"]["total"]
+    assert total["input_tokens"] == served + ESTIMATE
+    assert total["calls"] == len(records) == len(completions(server)) + 1
+    assert records[0][3] == ESTIMATE  # first, as in RLM.completion's ledger
