@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from rlm_engine import prompts
 from rlm_engine.aio import LoopThread, run_sync
 from rlm_engine.clients import LMClient
-from rlm_engine.clients.configured import make_clients
+from rlm_engine.clients.configured import aclose_made, make_clients
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
 from rlm_engine.environments import Environment, HostFunction, make_environment
@@ -183,10 +183,7 @@ class Conversation:
                 await self._env.close()
         finally:
             if self._clients is not None:
-                root, sub = self._clients
-                await root.aclose()
-                if sub is not root:
-                    await sub.aclose()
+                await aclose_made(self.config, *self._clients)
 
     async def __aenter__(self) -> Conversation:
         return await self.astart()

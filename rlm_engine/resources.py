@@ -13,7 +13,7 @@ from typing import Any
 
 from rlm_engine.budget import Budget
 from rlm_engine.clients import LMClient
-from rlm_engine.clients.configured import make_clients
+from rlm_engine.clients.configured import aclose_made, make_clients
 from rlm_engine.config import EventHandler, RLMConfig
 from rlm_engine.display import event_handler
 from rlm_engine.otel import span_handler
@@ -83,9 +83,7 @@ class RunResources:
     async def aclose(self) -> None:
         if self.spans is not None:
             self.spans.close_open()  # spans of a stopped run still end, marked as errors
-        await self.root_client.aclose()
-        if self.sub_client is not self.root_client:
-            await self.sub_client.aclose()
+        await aclose_made(self.config, self.root_client, self.sub_client)
 
 
 __all__ = ["RunResources"]

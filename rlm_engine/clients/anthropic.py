@@ -32,6 +32,7 @@ from rlm_engine.clients.base import (
     system_as_first_user,
 )
 from rlm_engine.clients.deadline import enforce_sync_deadlines, sync_deadline, within_deadline
+from rlm_engine.clients.per_loop import PerLoop
 from rlm_engine.clients.streaming import (
     adrain,
     attach_partial_usage,
@@ -168,10 +169,17 @@ class AnthropicClient(LMClient):
             common["timeout"] = timeout
         self.timeout = timeout
         self._common = common
-        self._async = anthropic.AsyncAnthropic(
-            **common,
-            http_client=http_client
-            or anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+        self._async_clients = PerLoop(
+            anthropic.AsyncAnthropic(
+                **common,
+                http_client=http_client
+                or anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+            ),
+            None
+            if http_client is not None
+            else lambda: anthropic.AsyncAnthropic(
+                **common, http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+            ),
         )
         #: Where requests go, as errors name it (the SDK's resolved URL, never None).
         self.url = str(self._async.base_url).rstrip("/")
@@ -296,6 +304,11 @@ class AnthropicClient(LMClient):
                 )
             except (anthropic.APIConnectionError, *SDK_FAILURES) as e:
                 self._reraise(e, bound)
+
+    @property
+    def _async(self) -> anthropic.AsyncAnthropic:
+        """The async SDK client of the running event loop (``rlm_engine.clients.per_loop``)."""
+        return self._async_clients.get()
 
     async def aclose(self) -> None:
         await self._async.close()

@@ -110,4 +110,17 @@ def make_clients(config: RLMConfig) -> tuple[LMClient, LMClient]:
     return root, _build(backend, config, sub=True)
 
 
-__all__ = ["client_kwargs", "make_clients"]
+async def aclose_made(config: RLMConfig, *clients: LMClient) -> None:
+    """Close each of ``clients`` (once) unless it is a ready ``LMClient`` the user passed as
+    ``backend``/``sub_backend``: that one is theirs, to use for the next completion and to
+    close when they are done; closing it here broke the second ``completion``."""
+    given = {id(config.models.backend), id(config.models.sub_backend)}
+    seen: set[int] = set()
+    for client in clients:
+        if id(client) in seen or id(client) in given:
+            continue
+        seen.add(id(client))
+        await client.aclose()
+
+
+__all__ = ["aclose_made", "client_kwargs", "make_clients"]

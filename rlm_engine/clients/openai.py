@@ -60,6 +60,7 @@ from rlm_engine.clients.deadline import (
     sync_deadline,
     within_deadline,
 )
+from rlm_engine.clients.per_loop import PerLoop
 from rlm_engine.clients.server_info import ServerInfo, probe
 from rlm_engine.clients.streaming import (
     adrain,
@@ -192,8 +193,15 @@ class OpenAIClient(LMClient):
             common["timeout"] = timeout
         self.timeout = timeout
         self._common = common
-        self._async = self._async_sdk(
-            common, http_client or openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+        self._async_clients = PerLoop(
+            self._async_sdk(
+                common, http_client or openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+            ),
+            None
+            if http_client is not None
+            else lambda: self._async_sdk(
+                common, openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+            ),
         )
         #: Where requests go, as errors name it (the SDK's resolved URL, never None).
         self.url = str(self._async.base_url).rstrip("/")
@@ -514,6 +522,11 @@ class OpenAIClient(LMClient):
         return drain(
             stream, reply, lambda: self._to_response(reply), lambda b: self._whole(b, reply)
         )
+
+    @property
+    def _async(self) -> openai.AsyncOpenAI:
+        """The async SDK client of the running event loop (``rlm_engine.clients.per_loop``)."""
+        return self._async_clients.get()
 
     async def aclose(self) -> None:
         await self._async.close()
