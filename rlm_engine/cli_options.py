@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlm_engine.config import OPTION_GROUP, OptionInfo, RLMConfig, options
+from rlm_engine.config import MODES, OPTION_GROUP, OptionInfo, RLMConfig, options
 from rlm_engine.environments import NAMES as ENVIRONMENTS  # every name make_environment takes
 
 #: Options a command line cannot take, and why.
@@ -68,6 +68,14 @@ IDIOMS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "choices": ENVIRONMENTS,
             "help": "where generated code runs (default: auto = sandbox, else subprocess; "
             "local = in this process, trusted documents only)",
+        },
+    ),
+    "mode": (
+        ("--mode",),
+        {
+            "choices": MODES,
+            "help": "rlm (default: the RLM loop), direct (one LM call with the whole context) "
+            "or auto (direct when it fits under --direct-threshold, else the loop)",
         },
     ),
     "environment_kwargs": (

@@ -47,5 +47,6 @@ def test_run_mode_must_be_known(tmp_path: Path) -> None:
     hay = tmp_path / "hay.txt"
     hay.write_text("x")
     r = run_cli("run", "--context", str(hay), "--query", "q", "--mode", "fast")
-    assert r.returncode != 0
-    assert "mode must be one of rlm, direct, auto, got 'fast'" in r.stderr
+    assert r.returncode == 64  # a usage error, before anything runs
+    assert "invalid choice: 'fast' (choose from 'rlm', 'direct', 'auto')" in r.stderr
+    assert "--mode {rlm,direct,auto}" in run_cli("run", "--help").stdout
