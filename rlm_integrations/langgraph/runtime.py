@@ -335,7 +335,11 @@ class SessionRegistry:
         shared = session.shared
         rows = list(state.get("usage_records") or [])
         shared.usage.records.extend(Usage.from_dict({"records": rows}).records)
-        shared.budget.calls_started = len(rows)
+        # Every call started holds a usage row, except a refused direct attempt of the
+        # ``route`` node that recorded nothing: it counted against max_llm_calls too.
+        spent = state.get("route_spent") or {}
+        unrecorded = max(0, int(spent.get("calls") or 0) - len(spent.get("records") or []))
+        shared.budget.calls_started = len(rows) + unrecorded
         run_timeout = config.run.run_timeout
         if run_timeout:  # the deadline counts from the run's start, not the rebuild
             elapsed = time.time() - rlm_state.started_at

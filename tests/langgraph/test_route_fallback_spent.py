@@ -141,3 +141,31 @@ def test_usage_recorded_for_the_refused_attempt_is_the_loop_runs() -> None:
     assert total["input_tokens"] == served + ESTIMATE
     assert total["calls"] == len(records) == len(completions(server)) + 1
     assert records[0][3] == ESTIMATE  # first, as in RLM.completion's ledger
+
+
+def test_a_rebuilt_run_still_counts_the_refused_attempt() -> None:
+    """The REPL is rebuilt from the checkpoint after a crash (here: live sessions closed
+    while paused before ``execute``); the rebuilt budget counted only recorded usage rows,
+    so a refused attempt that recorded none was forgotten and one call too many was made."""
+    from rlm_integrations.langgraph import REGISTRY
+
+    backend = "openai"
+    model = ScriptedModel()
+    teach_direct(model)
+    with ScriptedServer(model, context_window=4_000) as server:
+        out, _ = _graph_run(server, backend)
+        answered = len(completions(server))
+    model = ScriptedModel()
+    teach_direct(model)
+    with ScriptedServer(model, context_window=4_000) as server:
+        opts = _options(server, backend, max_llm_calls=answered)
+        app = build_rlm_graph(**opts).compile(
+            checkpointer=InMemorySaver(), interrupt_before=["execute"]
+        )
+        cfg = {"configurable": {"thread_id": "rebuilt"}}
+        app.invoke({"context": CONTEXT, "query": QUESTION}, cfg)
+        while app.get_state(cfg).next:
+            run_blocking(REGISTRY.aclose_all())  # the process that held the REPL is gone
+            app.invoke(None, cfg)
+        assert len(refused(server)) == 1
+        assert len(completions(server)) == answered - 1
