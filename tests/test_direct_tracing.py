@@ -9,7 +9,6 @@ Against the scripted server on both wires; the direct prompt is answered by the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +31,6 @@ from tests.support.mode_support import (
 )
 
 
-@pytest.fixture
-def model() -> ScriptedModel:
-    return ScriptedModel()
-
-
-@pytest.fixture
-def server(model: ScriptedModel) -> Iterator[ScriptedServer]:
-    with ScriptedServer(model) as s:
-        yield s
-
-
 def _spans(**options: Any) -> tuple[InMemorySpanExporter, TracerProvider]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -52,11 +40,11 @@ def _spans(**options: Any) -> tuple[InMemorySpanExporter, TracerProvider]:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_direct_run_is_one_chat_span_under_its_completion(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    teach_direct(model)
+    teach_direct(scripted_model)
     exporter, provider = _spans()
-    rlm = RLM(**wire_options(server, backend), mode="auto", tracer_provider=provider)
+    rlm = RLM(**wire_options(scripted_server, backend), mode="auto", tracer_provider=provider)
     res = rlm.completion(haystack("5150"), QUESTION)
     assert (res.path, res.response) == ("direct", "5150")
     chat, run = exporter.get_finished_spans()
@@ -68,19 +56,19 @@ def test_direct_run_is_one_chat_span_under_its_completion(
     tokens = (
         chat.attributes["gen_ai.usage.input_tokens"] + chat.attributes["gen_ai.usage.output_tokens"]
     )
-    assert tokens == server_tokens(server) > 0
+    assert tokens == server_tokens(scripted_server) > 0
     assert chat.attributes["gen_ai.response.finish_reasons"] == ("stop",)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fallback_ends_the_direct_run_and_the_loop_runs_as_its_own(
-    model: ScriptedModel, backend: str
+    scripted_model: ScriptedModel, backend: str
 ) -> None:
-    teach_direct(model)
+    teach_direct(scripted_model)
     exporter, provider = _spans()
-    with ScriptedServer(model, context_window=4_000) as server:
+    with ScriptedServer(scripted_model, context_window=4_000) as scripted_server:
         rlm = RLM(
-            **wire_options(server, backend),
+            **wire_options(scripted_server, backend),
             environment="local",
             mode="auto",
             direct_threshold_tokens=100_000,
@@ -105,11 +93,11 @@ def test_fallback_ends_the_direct_run_and_the_loop_runs_as_its_own(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_direct_trace_file_has_metadata_and_result(
-    server: ScriptedServer, model: ScriptedModel, backend: str, tmp_path: Path
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str, tmp_path: Path
 ) -> None:
-    teach_direct(model)
+    teach_direct(scripted_model)
     logger = RLMLogger(tmp_path)
-    res = RLM(**wire_options(server, backend), mode="direct", logger=logger).completion(
+    res = RLM(**wire_options(scripted_server, backend), mode="direct", logger=logger).completion(
         haystack("7007"), QUESTION
     )
     assert res.response == "7007"
@@ -128,10 +116,10 @@ def test_direct_trace_file_has_metadata_and_result(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_direct_call_is_one_llm_run_carrying_its_usage(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    teach_direct(model)
-    opts = wire_options(server, backend)
+    teach_direct(scripted_model)
+    opts = wire_options(scripted_server, backend)
     opts.pop("max_retries")
     llm = RLMChatModel(**opts, environment="local", mode="auto")
     with collect_runs() as cb:
@@ -147,5 +135,5 @@ def test_direct_call_is_one_llm_run_carrying_its_usage(
     assert message["content"] == "2718"
     usage = message["usage_metadata"]
     # Usage appears once: on the call's run, so the RLM's own message carries none of it.
-    assert usage["total_tokens"] == server_tokens(server) > 0
+    assert usage["total_tokens"] == server_tokens(scripted_server) > 0
     assert msg.usage_metadata is not None and msg.usage_metadata["total_tokens"] == 0

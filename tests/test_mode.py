@@ -9,7 +9,6 @@ loop (auto) or says what to do (direct).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,19 +30,8 @@ from tests.support.mode_support import (
 )
 
 
-@pytest.fixture
-def model() -> ScriptedModel:
-    return ScriptedModel()
-
-
-@pytest.fixture
-def server(model: ScriptedModel) -> Iterator[ScriptedServer]:
-    with ScriptedServer(model) as s:
-        yield s
-
-
-def rlm_for(server: ScriptedServer, backend: str, **options: Any) -> RLM:
-    return RLM(**wire_options(server, backend), environment="local", **options)
+def rlm_for(scripted_server: ScriptedServer, backend: str, **options: Any) -> RLM:
+    return RLM(**wire_options(scripted_server, backend), environment="local", **options)
 
 
 # -- the decision ---------------------------------------------------------------------------
@@ -84,18 +72,18 @@ def test_direct_prompt_frames_context_then_request() -> None:
 # -- through RLM.completion, on both wires ------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_auto_answers_a_small_context_with_one_call(
-    server: ScriptedServer, model: ScriptedModel, backend: str, tmp_path: Any
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str, tmp_path: Any
 ) -> None:
-    seen = teach_direct(model)
+    seen = teach_direct(scripted_model)
     events: list[dict[str, Any]] = []
     logger = RLMLogger(tmp_path)
-    res = rlm_for(server, backend, mode="auto", logger=logger, on_event=events.append).completion(
-        haystack("5150"), QUESTION
-    )
+    res = rlm_for(
+        scripted_server, backend, mode="auto", logger=logger, on_event=events.append
+    ).completion(haystack("5150"), QUESTION)
     assert res.status == "final" and res.response == "5150"
     assert res.path == "direct" and "fit under" in res.path_reason
-    assert len(completions(server)) == 1 and len(seen) == 1
-    assert res.usage.calls == 1 and res.usage.total_tokens == server_tokens(server)
+    assert len(completions(scripted_server)) == 1 and len(seen) == 1
+    assert res.usage.calls == 1 and res.usage.total_tokens == server_tokens(scripted_server)
     assert res.iterations == [] and res.environment == ""
     assert [m["role"] for m in seen[0].messages] == ["system", "user"]
     assert "The secret code is 5150." in seen[0].last_user
@@ -107,37 +95,41 @@ def test_auto_answers_a_small_context_with_one_call(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_auto_runs_the_loop_on_a_big_context(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    seen = teach_direct(model)
-    rlm = rlm_for(server, backend, mode="auto", direct_threshold_tokens=200)
+    seen = teach_direct(scripted_model)
+    rlm = rlm_for(scripted_server, backend, mode="auto", direct_threshold_tokens=200)
     res = rlm.completion(haystack("5150"), QUESTION)
     assert res.status == "final" and res.response == "5150"
     assert res.path == "rlm" and "exceed 200 (direct_threshold_tokens)" in res.path_reason
-    assert seen == [] and len(res.iterations) >= 1 and len(completions(server)) > 1
+    assert seen == [] and len(res.iterations) >= 1 and len(completions(scripted_server)) > 1
     assert res.to_dict()["path_reason"] == res.path_reason
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_forced_modes(server: ScriptedServer, model: ScriptedModel, backend: str) -> None:
-    seen = teach_direct(model)
+def test_forced_modes(
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
+) -> None:
+    seen = teach_direct(scripted_model)
     small = haystack("77", lines=4)
-    rlm = rlm_for(server, backend, mode="rlm").completion(small, QUESTION)
+    rlm = rlm_for(scripted_server, backend, mode="rlm").completion(small, QUESTION)
     assert rlm.path == "rlm" and "mode='rlm'" in rlm.path_reason and seen == []
     assert len(rlm.iterations) >= 1
-    server.stats.reset()
+    scripted_server.stats.reset()
     big = haystack("88", lines=2000)  # far over auto's threshold of this unknown model
-    direct = rlm_for(server, backend, mode="direct").completion(big, QUESTION)
+    direct = rlm_for(scripted_server, backend, mode="direct").completion(big, QUESTION)
     assert direct.path == "direct" and direct.path_reason.startswith("mode='direct'")
-    assert direct.response == "88" and len(completions(server)) == 1 and len(seen) == 1
+    assert direct.response == "88" and len(completions(scripted_server)) == 1 and len(seen) == 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_context_length_error_falls_back_to_the_loop(model: ScriptedModel, backend: str) -> None:
-    seen = teach_direct(model)
-    with ScriptedServer(model, context_window=4_000) as server:
+def test_context_length_error_falls_back_to_the_loop(
+    scripted_model: ScriptedModel, backend: str
+) -> None:
+    seen = teach_direct(scripted_model)
+    with ScriptedServer(scripted_model, context_window=4_000) as scripted_server:
         rlm = rlm_for(
-            server,
+            scripted_server,
             backend,
             mode="auto",
             direct_threshold_tokens=100_000,  # wrong on purpose: the provider knows better
@@ -149,44 +141,52 @@ def test_context_length_error_falls_back_to_the_loop(model: ScriptedModel, backe
         assert res.status == "final" and res.response == "6061"
         assert res.path == "rlm" and "refused the direct prompt as too long" in res.path_reason
         assert "4,000 tokens" in res.path_reason
-        assert len(refused(server)) == 1 and seen == []  # refused before the model saw it
-        assert res.usage.total_tokens == server_tokens(server)
-        assert res.usage.calls == len(completions(server))
+        assert len(refused(scripted_server)) == 1 and seen == []  # refused before the model saw it
+        assert res.usage.total_tokens == server_tokens(scripted_server)
+        assert res.usage.calls == len(completions(scripted_server))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forced_direct_that_does_not_fit_says_what_to_do(
-    model: ScriptedModel, backend: str
+    scripted_model: ScriptedModel, backend: str
 ) -> None:
-    teach_direct(model)
-    with ScriptedServer(model, context_window=1_000) as server:
-        res = rlm_for(server, backend, mode="direct").completion(haystack(lines=200), QUESTION)
+    teach_direct(scripted_model)
+    with ScriptedServer(scripted_model, context_window=1_000) as scripted_server:
+        res = rlm_for(scripted_server, backend, mode="direct").completion(
+            haystack(lines=200), QUESTION
+        )
     assert res.status == "error" and res.response is None and res.path == "direct"
     assert "does not fit" in (res.error or "") and "mode='auto'" in (res.error or "")
 
 
-def test_forced_direct_far_past_a_known_window_sends_nothing(server: ScriptedServer) -> None:
-    rlm = rlm_for(server, "openai", mode="direct", root_context_window=100)
+def test_forced_direct_far_past_a_known_window_sends_nothing(
+    scripted_server: ScriptedServer,
+) -> None:
+    rlm = rlm_for(scripted_server, "openai", mode="direct", root_context_window=100)
     res = rlm.completion("x" * 5_000, QUESTION)
     assert res.status == "error" and "no call was made" in (res.error or "")
-    assert completions(server) == [] and res.usage.calls == 0
+    assert completions(scripted_server) == [] and res.usage.calls == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_direct_call_honours_budgets_and_reply_cap(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    model.add_rule(is_direct, "word " * 400, name="long")
-    capped = rlm_for(server, backend, mode="direct", max_tokens=20).completion("ctx", "Tell all.")
+    scripted_model.add_rule(is_direct, "word " * 400, name="long")
+    capped = rlm_for(scripted_server, backend, mode="direct", max_tokens=20).completion(
+        "ctx", "Tell all."
+    )
     assert capped.status == "final" and len(capped.response or "") <= 20 * 4 + 4
     assert "cut at the reply cap" in capped.warnings[0]
-    budget = rlm_for(server, backend, mode="direct", max_llm_calls=1, max_cost=None)
+    budget = rlm_for(scripted_server, backend, mode="direct", max_llm_calls=1, max_cost=None)
     assert budget.completion("ctx", "q").status == "final"  # one call is allowed
 
 
-def test_direct_call_bounded_by_run_timeout(server: ScriptedServer, model: ScriptedModel) -> None:
-    model.add_rule(is_direct, "late", latency=5.0)
-    res = rlm_for(server, "openai", mode="direct", run_timeout=0.5).completion("ctx", "q")
+def test_direct_call_bounded_by_run_timeout(
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel
+) -> None:
+    scripted_model.add_rule(is_direct, "late", latency=5.0)
+    res = rlm_for(scripted_server, "openai", mode="direct", run_timeout=0.5).completion("ctx", "q")
     assert res.status == "timeout" and "run_timeout of 0.5" in (res.error or "")
     assert res.duration < 3
 
@@ -207,16 +207,18 @@ def test_prompt_size_is_measured_on_the_high_side_without_building_it(
     assert built <= prompt_chars(context, query) <= built + 200
 
 
-def test_a_direct_run_is_one_completion_span(server: ScriptedServer, model: ScriptedModel) -> None:
+def test_a_direct_run_is_one_completion_span(
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel
+) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    teach_direct(model)
+    teach_direct(scripted_model)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    rlm = rlm_for(server, "openai", mode="auto", tracer_provider=provider)
+    rlm = rlm_for(scripted_server, "openai", mode="auto", tracer_provider=provider)
     res = rlm.completion(haystack("5150"), QUESTION)
     assert res.path == "direct"
     spans = exporter.get_finished_spans()
@@ -226,11 +228,11 @@ def test_a_direct_run_is_one_completion_span(server: ScriptedServer, model: Scri
 
 
 def test_auto_uses_the_window_the_client_knows(
-    server: ScriptedServer, model: ScriptedModel
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel
 ) -> None:
     # The OpenAI-compatible clients know a window from the server (vLLM, llama.cpp) or
     # from context_window; the Anthropic client takes no such option.
-    seen = teach_direct(model)
-    rlm = rlm_for(server, "openai", mode="auto", backend_kwargs={"context_window": 2_000})
+    seen = teach_direct(scripted_model)
+    rlm = rlm_for(scripted_server, "openai", mode="auto", backend_kwargs={"context_window": 2_000})
     res = rlm.completion(haystack("5150", lines=200), QUESTION)  # ~2,700 tokens
     assert res.path == "rlm" and "root window of 2,000" in res.path_reason and seen == []

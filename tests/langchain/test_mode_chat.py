@@ -3,7 +3,6 @@ metadata says which path answered and why (on the OpenAI and the Anthropic wire)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,47 +21,36 @@ from tests.support.mode_support import (
 )
 
 
-@pytest.fixture
-def model() -> ScriptedModel:
-    return ScriptedModel()
-
-
-@pytest.fixture
-def server(model: ScriptedModel) -> Iterator[ScriptedServer]:
-    with ScriptedServer(model) as s:
-        yield s
-
-
-def chat(server: ScriptedServer, backend: str, **fields: Any) -> RLMChatModel:
-    opts = wire_options(server, backend)
+def chat(scripted_server: ScriptedServer, backend: str, **fields: Any) -> RLMChatModel:
+    opts = wire_options(scripted_server, backend)
     opts.pop("max_retries")
     return RLMChatModel(**opts, environment="local", max_iterations=8, **fields)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_auto_small_context_is_one_call_and_the_metadata_says_so(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    seen = teach_direct(model)
-    msg = chat(server, backend, mode="auto").invoke(QUESTION, context=haystack("2718"))
+    seen = teach_direct(scripted_model)
+    msg = chat(scripted_server, backend, mode="auto").invoke(QUESTION, context=haystack("2718"))
     assert msg.content == "2718"
     meta = msg.response_metadata
     assert meta["path"] == "direct" and "fit under" in meta["path_reason"]
     assert meta["iterations"] == 0 and meta["usage"]["total"]["calls"] == 1
-    assert len(seen) == 1 and len(completions(server)) == 1
+    assert len(seen) == 1 and len(completions(scripted_server)) == 1
     # usage appears once: on the direct call's own llm run (tests/test_direct_tracing.py)
     assert msg.usage_metadata is not None and msg.usage_metadata["total_tokens"] == 0
     assert meta["usage"]["total"]["input_tokens"] + meta["usage"]["total"][
         "output_tokens"
-    ] == server_tokens(server)
+    ] == server_tokens(scripted_server)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_auto_big_context_runs_the_loop(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    seen = teach_direct(model)
-    llm = chat(server, backend, mode="auto", direct_threshold_tokens=200)
+    seen = teach_direct(scripted_model)
+    llm = chat(scripted_server, backend, mode="auto", direct_threshold_tokens=200)
     msg = llm.invoke(QUESTION, context=haystack("2718"))
     assert msg.content == "2718" and seen == []
     assert msg.response_metadata["path"] == "rlm"
@@ -75,10 +63,10 @@ class Code(BaseModel):
 
 
 def test_structured_output_needs_the_loop_and_says_why(
-    server: ScriptedServer, model: ScriptedModel
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel
 ) -> None:
-    seen = teach_direct(model)
-    llm = chat(server, "openai", mode="direct")
+    seen = teach_direct(scripted_model)
+    llm = chat(scripted_server, "openai", mode="direct")
     out = llm.with_structured_output(Code, include_raw=True).invoke(
         QUESTION, context=haystack("2718")
     )

@@ -4,7 +4,6 @@ then carries none of those tokens (each token counted once across runs and messa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,17 +22,6 @@ from tests.support.mode_support import (
     teach_direct,
     wire_options,
 )
-
-
-@pytest.fixture
-def model() -> ScriptedModel:
-    return ScriptedModel()
-
-
-@pytest.fixture
-def server(model: ScriptedModel) -> Iterator[ScriptedServer]:
-    with ScriptedServer(model) as s:
-        yield s
 
 
 def _walk(run: Run) -> list[Run]:
@@ -59,28 +47,38 @@ def _direct_run(runs: list[Run]) -> Run:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_graph_direct_answer_is_one_llm_run_under_route(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    teach_direct(model)
-    app = build_rlm_graph(**wire_options(server, backend), environment="local", mode="auto")
+    teach_direct(scripted_model)
+    app = build_rlm_graph(
+        **wire_options(scripted_server, backend), environment="local", mode="auto"
+    )
     with collect_runs() as cb:
         out = app.compile().invoke({"context": haystack("1618"), "query": QUESTION})
     assert out["path"] == "direct" and out["final_answer"] == "1618"
     direct = _direct_run(_all(cb))
     assert direct.error is None and "1618" in str(direct.outputs)
-    assert _tokens(direct) == server_tokens(server) == out["usage"]["total"]["total_tokens"] > 0
+    assert (
+        _tokens(direct)
+        == server_tokens(scripted_server)
+        == out["usage"]["total"]["total_tokens"]
+        > 0
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rlm_node_direct_answer_counts_each_token_once(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
     class State(MessagesState):
         document: str
 
-    teach_direct(model)
+    teach_direct(scripted_model)
     node = RLMNode(
-        context_key="document", **wire_options(server, backend), environment="local", mode="auto"
+        context_key="document",
+        **wire_options(scripted_server, backend),
+        environment="local",
+        mode="auto",
     )
     g = StateGraph(State).add_node("rlm", node)
     g.add_edge(START, "rlm")
@@ -91,8 +89,8 @@ def test_rlm_node_direct_answer_counts_each_token_once(
     msg = out["messages"][-1]
     assert msg.content == "1618" and msg.response_metadata["rlm_path"] == "direct"
     runs = _all(cb)
-    assert _tokens(_direct_run(runs)) == server_tokens(server) > 0
+    assert _tokens(_direct_run(runs)) == server_tokens(scripted_server) > 0
     # The message carries what no run carried: nothing here.
     assert msg.usage_metadata["total_tokens"] == 0
     llm_runs = {r.id: r for r in runs if r.run_type == "llm"}
-    assert sum(_tokens(r) for r in llm_runs.values()) == server_tokens(server)
+    assert sum(_tokens(r) for r in llm_runs.values()) == server_tokens(scripted_server)

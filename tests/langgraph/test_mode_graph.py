@@ -5,7 +5,6 @@ OpenAI and the Anthropic wire)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,10 @@ from tests.support.mode_support import (
 )
 
 
-@pytest.fixture
-def model() -> ScriptedModel:
-    return ScriptedModel()
-
-
-@pytest.fixture
-def server(model: ScriptedModel) -> Iterator[ScriptedServer]:
-    with ScriptedServer(model) as s:
-        yield s
-
-
-def app_for(server: ScriptedServer, backend: str, **options: Any) -> Any:
-    graph = build_rlm_graph(**wire_options(server, backend), environment="local", **options)
+def app_for(scripted_server: ScriptedServer, backend: str, **options: Any) -> Any:
+    graph = build_rlm_graph(
+        **wire_options(scripted_server, backend), environment="local", **options
+    )
     return graph.compile(checkpointer=InMemorySaver())
 
 
@@ -50,10 +40,10 @@ def test_default_graph_has_no_route_node() -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_auto_small_context_ends_after_one_direct_call(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
-    seen = teach_direct(model)
-    app = app_for(server, backend, mode="auto")
+    seen = teach_direct(scripted_model)
+    app = app_for(scripted_server, backend, mode="auto")
     cfg = {"configurable": {"thread_id": "t1"}}
     events = [
         chunk
@@ -66,18 +56,18 @@ def test_auto_small_context_ends_after_one_direct_call(
     assert out["final_answer"] == "1618" and out["status"] == "final"
     assert out["path"] == "direct" and "fit under" in out["path_reason"]
     assert out["history"] == [] and out["usage"]["total"]["calls"] == 1
-    assert len(seen) == 1 and len(completions(server)) == 1
-    assert out["usage"]["total"]["total_tokens"] == server_tokens(server)
+    assert len(seen) == 1 and len(completions(scripted_server)) == 1
+    assert out["usage"]["total"]["total_tokens"] == server_tokens(scripted_server)
     assert [e["path"] for e in events if e["event"] == "route"] == ["direct"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_auto_big_context_runs_the_loop(
-    server: ScriptedServer, model: ScriptedModel, backend: str, tmp_path: Path
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str, tmp_path: Path
 ) -> None:
-    seen = teach_direct(model)
+    seen = teach_direct(scripted_model)
     logger = RLMLogger(tmp_path)
-    app = app_for(server, backend, mode="auto", direct_threshold_tokens=200, logger=logger)
+    app = app_for(scripted_server, backend, mode="auto", direct_threshold_tokens=200, logger=logger)
     cfg = {"configurable": {"thread_id": "t2"}}
     out = app.invoke({"context": haystack("1618"), "query": QUESTION}, cfg)
     assert out["final_answer"] == "1618" and seen == []
@@ -93,11 +83,13 @@ def test_auto_big_context_runs_the_loop(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_context_length_error_routes_to_the_loop(model: ScriptedModel, backend: str) -> None:
-    seen = teach_direct(model)
-    with ScriptedServer(model, context_window=4_000) as server:
+def test_context_length_error_routes_to_the_loop(
+    scripted_model: ScriptedModel, backend: str
+) -> None:
+    seen = teach_direct(scripted_model)
+    with ScriptedServer(scripted_model, context_window=4_000) as scripted_server:
         app = app_for(
-            server,
+            scripted_server,
             backend,
             mode="auto",
             direct_threshold_tokens=100_000,
@@ -110,12 +102,12 @@ def test_context_length_error_routes_to_the_loop(model: ScriptedModel, backend: 
         )
         assert out["final_answer"] == "6061" and out["path"] == "rlm"
         assert "refused the direct prompt" in out["path_reason"]
-        assert len(refused(server)) == 1 and seen == []
+        assert len(refused(scripted_server)) == 1 and seen == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rlm_node_says_which_path_answered(
-    server: ScriptedServer, model: ScriptedModel, backend: str
+    scripted_server: ScriptedServer, scripted_model: ScriptedModel, backend: str
 ) -> None:
     from langchain_core.messages import HumanMessage
     from langgraph.graph import START, MessagesState, StateGraph
@@ -125,16 +117,19 @@ def test_rlm_node_says_which_path_answered(
     class State(MessagesState):
         document: str
 
-    seen = teach_direct(model)
+    seen = teach_direct(scripted_model)
     node = RLMNode(
-        context_key="document", **wire_options(server, backend), environment="local", mode="auto"
+        context_key="document",
+        **wire_options(scripted_server, backend),
+        environment="local",
+        mode="auto",
     )
     g = StateGraph(State)
     g.add_node("rlm", node)
     g.add_edge(START, "rlm")
     out = g.compile().invoke({"messages": [HumanMessage(QUESTION)], "document": haystack("1618")})
     msg = out["messages"][-1]
-    assert msg.content == "1618" and len(seen) == 1 and len(completions(server)) == 1
+    assert msg.content == "1618" and len(seen) == 1 and len(completions(scripted_server)) == 1
     meta = msg.response_metadata
     assert meta["rlm_path"] == "direct" and "fit under" in meta["rlm_path_reason"]
     assert msg.usage_metadata["total_tokens"] == 0  # the direct llm run under route carried it
