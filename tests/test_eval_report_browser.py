@@ -7,7 +7,6 @@ viewer's browser tests do).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,13 @@ import pytest
 
 from rlm_engine.config import RLMConfig
 from rlm_engine.evals import ARMS, EvalSpec, run_eval, write_report
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+from tests.support.browser import chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("RLM_TESTS_ALLOW_NO_BROWSER") == "1":
-            pytest.skip(f"{CHROMIUM} not found")
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (see .ci/run)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def test_report_opens_offline_with_its_plots(browser: Any, tmp_path: Path) -> None:

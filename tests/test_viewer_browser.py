@@ -23,18 +23,8 @@ from rlm_engine import RLM, Iteration, RLMLogger
 from rlm_engine.viewer import build_payload, embed_json, load_trace, write_html
 from rlm_engine.viewer.render import SUBCALL_FIELDS
 from rlm_engine.viewer.trace import TraceError, computed_usage, iteration_summary
+from tests.support.browser import chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPO = Path(__file__).resolve().parent.parent
 LOAD_TIMEOUT_MS = 90_000  # a generous bound for the 100,000 sub-call page on a busy machine
 
@@ -108,19 +98,8 @@ def test_load_trace_errors_and_packing(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} not found: install Debian's chromium and chromium-driver (see .ci/run)"
-        if os.environ.get("RLM_TESTS_ALLOW_NO_BROWSER") == "1":
-            pytest.skip(msg)
-        pytest.fail(msg)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
